@@ -1,0 +1,1 @@
+"""The faceidx command line (click). The only layer that imports click."""

@@ -1,0 +1,90 @@
+"""collection.json: the list of finished shards, their checksums, the model and D."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceidx import __version__
+from faceidx.errors import DataError
+from faceidx.io.atomic import write_json_atomic
+from faceidx.io.schema import CollectionMeta
+
+MANIFEST_NAME = "collection.json"
+FORMAT_NAME = "faceidx-collection"
+FORMAT_VERSION = 1
+
+
+def shard_name(index: int) -> str:
+    """File name of shard number `index`: part-00000.parquet, part-00001.parquet, ..."""
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass
+class ShardEntry:
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+    face_id_min: int
+    face_id_max: int
+
+
+@dataclass
+class CollectionManifest:
+    meta: CollectionMeta
+    shards: list[ShardEntry] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    next_face_id: int = 0
+    complete: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "faceidx_version": __version__,
+            "complete": self.complete,
+            "model": self.meta.model,
+            "dim": self.meta.dim,
+            "meta": self.meta.to_json(),
+            "rows": self.rows,
+            "next_face_id": self.next_face_id,
+            "extra_columns": self.extra_columns,
+            "shards": [dataclasses.asdict(s) for s in self.shards],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CollectionManifest:
+        path = Path(path)
+        try:
+            obj = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read collection manifest: {err}", path) from err
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+            raise DataError(f"not a {FORMAT_NAME} manifest", path)
+        if obj.get("format_version", 0) > FORMAT_VERSION:
+            raise DataError(
+                f"format version {obj['format_version']} is newer than this faceidx "
+                f"understands ({FORMAT_VERSION}); upgrade faceidx",
+                path,
+            )
+        try:
+            return cls(
+                meta=CollectionMeta.from_json(obj["meta"]),
+                shards=[ShardEntry(**s) for s in obj["shards"]],
+                extra_columns=list(obj.get("extra_columns", [])),
+                next_face_id=int(obj["next_face_id"]),
+                complete=bool(obj["complete"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"malformed collection manifest: {err}", path) from err
