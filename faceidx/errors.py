@@ -38,3 +38,7 @@ class ModelMismatchError(DataError):
 
 class IncompleteError(DataError):
     """A stage's output exists but was not finished (a crash or kill); rerun to resume."""
+
+
+class TrainingError(FaceidxError):
+    """Training cannot go on (a NaN loss); the message names the step and what was kept."""
