@@ -43,9 +43,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
+    from faceidx.cli.embed import embed
     from faceidx.cli.info import info
 
-    for command in (info,):
+    for command in (info, embed):
         cli.add_command(command)
 
 

@@ -1,0 +1,292 @@
+"""The batch runner: images -> decode + detect -> model -> collection shards.
+
+    summary = embed_source(list_source("lfw"), "out", model="dlib-resnet-v1", workers=2)
+    result = embed_paths(["a.jpg", "b.jpg"])        # in memory, for queries
+
+Reader (a list of SourceItem) -> mapper (detect.iter_detections, optionally in worker
+processes) -> model (encode.Encoder, in this process) -> writer (CollectionWriter).
+
+Output folder of :func:`embed_source`:
+
+    collection.json, part-*.parquet   the collection; extra columns ``box``
+                                      (fixed_size_list<int32>[4]: left, top, right,
+                                      bottom, dlib's inclusive convention) and
+                                      ``det_score`` (float32, NaN with detector none)
+    failures.jsonl                    one JSON object per image without a face row:
+                                      {"path", "identity", "reason", "detail"}
+    embed.json                        the settings that shaped the vectors (detector,
+                                      faces policy, tta, model); a rerun must match them
+
+Resume: rows become durable when a shard is finished (``shard_rows``). A rerun lists
+the sources already in the finished shards and in failures.jsonl and skips them, so a
+run killed at any point continues with no duplicate and no missing row. Only the last
+source of the finished shards can be partial (policy ``all``, split at a shard
+boundary); it is detected again and only its missing faces are written.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from faceidx.embedder.detect import Detection, iter_detections
+from faceidx.embedder.encode import TTA_MODES, Encoder, resolve_device
+from faceidx.embedder.sources import SourceItem
+from faceidx.errors import DataError
+from faceidx.io import MANIFEST_NAME, CollectionMeta, CollectionWriter, open_collection
+from faceidx.io.atomic import write_json_atomic
+from faceidx.progress import Counter
+
+log = logging.getLogger(__name__)
+
+FAILURES_NAME = "failures.jsonl"
+SETTINGS_NAME = "embed.json"
+DEFAULT_MODEL = "dlib-resnet-v1"
+EXTRA_FIELDS = (
+    pa.field("box", pa.list_(pa.int32(), 4)),
+    pa.field("det_score", pa.float32()),
+)
+
+
+@dataclass
+class EmbedSummary:
+    """What a run did. `failures` counts reasons of this run's failed images."""
+
+    out: str
+    images: int
+    skipped: int = 0
+    processed: int = 0
+    faces: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    rows_total: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return {"out": self.out, "images": self.images, "skipped": self.skipped,
+                "processed": self.processed, "faces": self.faces,
+                "failed": sum(self.failures.values()), "failures": dict(self.failures),
+                "rows_total": self.rows_total, "seconds": round(self.seconds, 3),
+                "images_per_s": round(self.images_per_s, 2)}
+
+
+@dataclass
+class EmbedResult:
+    """In-memory embeddings of :func:`embed_paths`; row i belongs to sources[i]."""
+
+    embeddings: np.ndarray
+    sources: list[str]
+    boxes: np.ndarray
+    scores: np.ndarray
+    failures: list[tuple[str, str]]
+    meta: CollectionMeta
+
+
+def open_model(model, device: str = "auto"):
+    """A FaceModel from a registry spec (name or MODEL_DIR), or `model` itself if loaded."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    from faceidx.embedder.registry import load_model
+
+    return load_model(os.fspath(model), device=resolve_device(device))
+
+
+def model_meta(model) -> CollectionMeta:
+    return CollectionMeta(model=model.name, dim=int(model.dim), model_version=str(model.version),
+                          normalized=True)
+
+
+def embed_paths(paths: Sequence[str | os.PathLike], model=DEFAULT_MODEL, detector: str = "hog",
+                device: str = "auto", batch_size: int = 64, tta: str = "none",
+                policy: str = "largest", workers: int = 0) -> EmbedResult:
+    """Embed images in memory: one row per face kept by `policy`, failures listed."""
+    face_model = open_model(model, device)
+    encoder = Encoder(face_model, device, tta)
+    items = [SourceItem(os.fspath(p), None) for p in paths]
+    vectors, sources, boxes, scores, failures = [], [], [], [], []
+    for chips, dets in _batches(iter_detections(items, detector, policy, workers), batch_size):
+        for det in dets:
+            if det.reason is not None:
+                failures.append((det.item.path, det.reason))
+        if chips:
+            vectors.append(encoder(np.stack([c.chip for c, _ in chips])))
+            sources.extend(item.path for _, item in chips)
+            boxes.extend(c.box for c, _ in chips)
+            scores.extend(c.score for c, _ in chips)
+    dim = encoder.dim
+    return EmbedResult(
+        embeddings=np.concatenate(vectors) if vectors else np.empty((0, dim), np.float32),
+        sources=sources,
+        boxes=np.asarray(boxes, np.int32).reshape(-1, 4),
+        scores=np.asarray(scores, np.float32),
+        failures=failures,
+        meta=model_meta(face_model),
+    )
+
+
+def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=DEFAULT_MODEL, *,
+                 device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
+                 detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
+                 progress: bool = False) -> EmbedSummary:
+    """Embed `items` into the collection `out_dir`, resuming what a previous run left."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    out = Path(out_dir)
+    face_model = open_model(model, device)
+    meta = model_meta(face_model)
+    settings = {"model": meta.model, "model_version": meta.model_version, "detector": detector,
+                "faces": policy, "tta": tta}
+    resuming = (out / MANIFEST_NAME).exists()
+    _check_settings(out, settings)
+    done, partial = _done_sources(out) if resuming else ({}, None)
+    failed = _read_failures(out / FAILURES_NAME)
+
+    todo, skip_faces, seen = [], {}, set()
+    for item in items:
+        if item.path in seen:
+            continue
+        seen.add(item.path)
+        if item.path in failed or (item.path in done and item.path != partial):
+            continue
+        if item.path == partial:
+            skip_faces[item.path] = done[item.path]
+        todo.append(item)
+    summary = EmbedSummary(out=str(out), images=len(seen), skipped=len(seen) - len(todo))
+    if summary.skipped:
+        log.info("resuming %s: %d of %d images already done", out, summary.skipped, len(seen))
+
+    encoder = Encoder(face_model, device, tta)
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    with CollectionWriter(out, meta, shard_rows=shard_rows, buffer_rows=min(shard_rows, 65_536),
+                          extra_fields=EXTRA_FIELDS, resume=resuming) as writer, \
+            _FailureLog(out / FAILURES_NAME) as failure_log, \
+            Counter(progress, total=len(todo), desc="embed", unit="img") as bar:
+        write_json_atomic(out / SETTINGS_NAME, settings)
+        detections = iter_detections(todo, detector, policy, workers)
+        for chips, dets in _batches(detections, batch_size, skip_faces):
+            for det in dets:
+                if det.reason is not None:
+                    failure_log.add(det)
+                    summary.failures[det.reason] = summary.failures.get(det.reason, 0) + 1
+            if chips:
+                writer.write(
+                    encoder(np.stack([c.chip for c, _ in chips])),
+                    identities=[item.identity for _, item in chips],
+                    sources=[item.path for _, item in chips],
+                    extra={"box": _box_column([c.box for c, _ in chips]),
+                           "det_score": np.asarray([c.score for c, _ in chips], np.float32)},
+                )
+                summary.faces += len(chips)
+            summary.processed += len(dets)
+            bar.update(len(dets))
+    summary.seconds = time.perf_counter() - start
+    summary.rows_total = writer.result.rows
+    return summary
+
+
+def _box_column(boxes: list[tuple[int, int, int, int]]) -> pa.Array:
+    flat = pa.array(np.asarray(boxes, np.int32).reshape(-1), pa.int32())
+    return pa.FixedSizeListArray.from_arrays(flat, 4)
+
+
+def _batches(detections, batch_size: int, skip_faces: dict[str, int] | None = None):
+    """Group detections into (chips [(Chip, item)], detections) of about batch_size faces."""
+    chips, dets = [], []
+    for det in detections:
+        dets.append(det)
+        skip = (skip_faces or {}).get(det.item.path, 0)
+        chips.extend((c, det.item) for c in det.chips[skip:])
+        if len(chips) >= batch_size:
+            yield chips, dets
+            chips, dets = [], []
+    if dets:
+        yield chips, dets
+
+
+class _FailureLog:
+    """Appends failure rows to failures.jsonl, one flushed line each (survives a kill)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = None
+
+    def __enter__(self) -> _FailureLog:
+        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and \
+            self.path.read_bytes()[-1:] != b"\n"
+        self._fh = open(self.path, "a", encoding="utf-8")
+        if needs_newline:  # a line cut by a kill: end it so the next one parses
+            self._fh.write("\n")
+        return self
+
+    def add(self, det: Detection) -> None:
+        self._fh.write(json.dumps({"path": det.item.path, "identity": det.item.identity,
+                                   "reason": det.reason, "detail": det.detail}) + "\n")
+        self._fh.flush()
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+
+
+def read_failures(path: str | os.PathLike) -> list[dict]:
+    """The rows of a failures.jsonl (lines cut short by a kill are ignored)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "path" in row:
+                rows.append(row)
+    return rows
+
+
+def _read_failures(path: Path) -> set[str]:
+    return {row["path"] for row in read_failures(path)}
+
+
+def _done_sources(out: Path) -> tuple[dict[str, int], str | None]:
+    """Rows per source in the finished shards, and the source of the last row."""
+    collection = open_collection(out, allow_incomplete=True)
+    counts: dict[str, int] = collections.Counter()
+    last, last_fid = None, -1
+    for batch in collection.iter_batches(columns=["face_id", "source"], validate=False):
+        counts.update(batch.sources.tolist())
+        if len(batch):
+            i = int(np.argmax(batch.face_ids))
+            if batch.face_ids[i] > last_fid:
+                last, last_fid = batch.sources[i], int(batch.face_ids[i])
+    return dict(counts), last
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / SETTINGS_NAME
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the previous run's settings: {err}", path) from err
+    changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+    if changed:
+        diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise DataError(f"this collection was embedded with other settings ({diff}); "
+                        "use another --out or the same options", path)
