@@ -1,0 +1,49 @@
+"""Write a trained model directory (MODEL_DIR) that the embedder registry loads.
+
+MODEL_DIR holds `faceidx-model.json` ({"name", "version", "architecture",
+"embedding_dim", "input_size": 150, "base"}) and `model.safetensors`, the state dict of
+`ARCHITECTURES[architecture](embedding_dim)`. The version is a hash of the weights, so
+collections embedded with two different trainings never pass as compatible.
+Reading is the registry's job (faceidx.embedder.registry.load_model).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from faceidx.embedder.registry import CONFIG_NAME, INPUT_SIZE, WEIGHTS_NAME
+from faceidx.io.atomic import atomic_path, sha256_file, write_json_atomic
+
+
+def export_model(out_dir: str | os.PathLike, net: torch.nn.Module, architecture: str,
+                 embedding_dim: int, base: str, name: str | None = None,
+                 extra: dict | None = None) -> dict:
+    """Write `net`'s weights and config into `out_dir` atomically; return the config.
+
+    `base` names where training started ("scratch" or a registry spec); `name` defaults
+    to "trained-<architecture>"; `extra` adds fields (training summary) to the JSON.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    weights = out_dir / WEIGHTS_NAME
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"architecture": architecture,
+                                             "embedding_dim": str(embedding_dim)})
+    config = {
+        "name": name or f"trained-{architecture}",
+        "version": sha256_file(weights)[:12],
+        "architecture": architecture,
+        "embedding_dim": int(embedding_dim),
+        "input_size": INPUT_SIZE,
+        "base": base,
+    }
+    if extra:
+        config.update(extra)
+    write_json_atomic(out_dir / CONFIG_NAME, config)
+    return config

@@ -1,0 +1,62 @@
+"""The network a run starts from: a registered architecture from scratch, or a pretrained model.
+
+    net, arch = initial_net("scratch", 128, architecture="small-cnn")
+    net, arch = initial_net("dlib-resnet-v1", 64)   # pretrained trunk, new 64-D head
+
+The returned network maps float (N, 3, 150, 150) RGB 0..255 to raw embeddings and its
+state dict fits `ARCHITECTURES[arch](embedding_dim)`, so export and the registry agree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from faceidx.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+
+
+def architecture_of(net: nn.Module, where: str) -> str:
+    """The ARCHITECTURES name whose builder makes networks of `net`'s class."""
+    from faceidx.embedder.registry import ARCHITECTURES
+
+    for name, builder in ARCHITECTURES.items():
+        if type(builder(1)) is type(net):
+            return name
+    raise DataError(f"network class {type(net).__name__} is not a registered architecture "
+                    f"({', '.join(sorted(ARCHITECTURES))}), so it cannot be trained and exported", where)
+
+
+def initial_net(init: str, embedding_dim: int, architecture: str = "small-cnn",
+                seed: int = 0) -> tuple[nn.Module, str]:
+    """(raw network in train mode on the CPU, its architecture name).
+
+    `init` is "scratch" (random weights of `architecture`, seeded) or a registered model
+    name / MODEL_DIR whose weights are copied; when `embedding_dim` differs from the
+    pretrained one, every layer but the final projection is kept and that one is new.
+    """
+    from faceidx.embedder.registry import ARCHITECTURES, load_model
+
+    torch.manual_seed(seed)
+    if init == SCRATCH:
+        if architecture not in ARCHITECTURES:
+            raise DataError(f"unknown architecture {architecture!r} "
+                            f"(known: {', '.join(sorted(ARCHITECTURES))})")
+        return ARCHITECTURES[architecture](embedding_dim).train(), architecture
+    pretrained = load_model(init, device="cpu")
+    arch = architecture_of(pretrained.net, init)
+    if pretrained.dim == embedding_dim:
+        return pretrained.net.train(), arch
+    net = ARCHITECTURES[arch](embedding_dim)
+    own = net.state_dict()
+    kept = {k: v for k, v in pretrained.net.state_dict().items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(set(own) - set(kept))
+    net.load_state_dict(kept, strict=False)
+    log.info("%s: %d-D head replaced by a new %d-D one (new: %s)", init, pretrained.dim,
+             embedding_dim, ", ".join(fresh))
+    return net.train(), arch
