@@ -1,0 +1,120 @@
+"""Where the model runs: resolve "auto" | "cpu" | "cuda" once, and run batches well there.
+
+CPU: torch's intra-op threads set to the cores this process may use (both of a 2-core
+box), inputs contiguous NCHW float32. CUDA: channels-last weights and inputs, pinned host
+memory and non-blocking copies, and mixed precision (fp16/bf16 autocast) only when a
+parity check against fp32 on real inputs keeps every row's cosine >= 0.9999.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceidx.errors import FaceidxError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+AUTOCAST_MIN_COSINE = 0.9999
+AUTOCAST_CANDIDATES = (torch.bfloat16, torch.float16)
+
+
+class DeviceUnavailableError(FaceidxError):
+    """The requested device (e.g. cuda) is not present on this machine."""
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when a CUDA GPU is visible, else cpu; "cuda" without one is an error."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    name = spec.split(":", 1)[0]
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {spec!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError("device 'cuda' requested but no CUDA GPU is available "
+                                     "to torch here; use --device cpu or auto")
+    return torch.device(spec)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (default: the usable cores); return the number set.
+
+    On a 2-core box both cores are used: one batch of 64 chips keeps them busy, and the
+    decode/detect workers of the pipeline are separate processes.
+    """
+    n = threads if threads and threads > 0 else usable_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move `model` to `device` in eval mode; channels-last weights on CUDA."""
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def chips_to_tensor(chips: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB chips -> float32 (N, 3, H, W) on `device`, values 0..255.
+
+    On CUDA the uint8 batch (4x smaller than float) goes through pinned memory with a
+    non-blocking copy and is converted on the GPU, landing channels-last. On the CPU the
+    result is contiguous NCHW.
+    """
+    if chips.ndim != 4 or chips.shape[3] != 3 or chips.dtype != np.uint8:
+        raise ValueError(f"chips must be uint8 (N, H, W, 3), got {chips.dtype} {chips.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(chips))
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+        return t.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+    return t.permute(0, 3, 1, 2).float().contiguous()
+
+
+def autocast_cosines(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per-row cosine between `net(x)` in fp32 and under autocast(`dtype`) on x's device."""
+    with torch.inference_mode():
+        ref = net(x).float()
+        with torch.autocast(device_type=x.device.type, dtype=dtype):
+            low = net(x).float()
+    return F.cosine_similarity(ref, low, dim=1)
+
+
+def choose_autocast(net: nn.Module, x: torch.Tensor, min_cosine: float = AUTOCAST_MIN_COSINE,
+                    candidates: tuple[torch.dtype, ...] = AUTOCAST_CANDIDATES,
+                    ) -> tuple[torch.dtype | None, dict[str, float]]:
+    """The first autocast dtype whose worst-row cosine vs fp32 on `x` is >= `min_cosine`.
+
+    Returns (dtype or None for "stay fp32", {dtype name: measured worst cosine}). Only
+    CUDA is considered; on the CPU autocast is not faster for this network, so None.
+    `x` should be real chips (a batch of the data to embed), not noise.
+    """
+    measured: dict[str, float] = {}
+    if x.device.type != "cuda":
+        return None, measured
+    for dtype in candidates:
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            continue
+        worst = float(autocast_cosines(net, x, dtype).min())
+        measured[str(dtype).replace("torch.", "")] = worst
+        log.info("autocast %s: worst cosine vs fp32 %.6f on %d chips", dtype, worst, len(x))
+        if worst >= min_cosine:
+            return dtype, measured
+    return None, measured

@@ -1,0 +1,216 @@
+"""Model registry: a name or a MODEL_DIR -> FaceModel.
+
+`load_model(spec, device)` accepts a registered pretrained name (`dlib-resnet-v1`) or a
+trained MODEL_DIR holding `faceidx-model.json` ({"name", "version", "architecture",
+"embedding_dim", "input_size": 150, "base"}) and `model.safetensors`, the state dict of
+`ARCHITECTURES[architecture](embedding_dim)`. Nothing is loaded at import time and
+nothing is cached between calls: each call builds its model.
+
+A FaceModel takes float (N, 3, 150, 150) RGB in 0..255 and returns L2-normalised (N, D);
+`.raw(x)` is the un-normalised descriptor (for parity with dlib), `.net` the trainable
+architecture module whose state dict a MODEL_DIR stores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceidx.embedder.device import (
+    chips_to_tensor,
+    choose_autocast,
+    prepare_model,
+    resolve_device,
+)
+from faceidx.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "faceidx-model.json"
+WEIGHTS_NAME = "model.safetensors"
+INPUT_SIZE = 150
+DLIB_RESNET_V1 = "dlib-resnet-v1"
+
+
+def _lazy(module: str, attr: str) -> Callable[[int], nn.Module]:
+    """A builder that imports its module only when called."""
+
+    def build(embedding_dim: int) -> nn.Module:
+        return getattr(importlib.import_module(module), attr)(embedding_dim)
+
+    build.__name__ = f"{module}.{attr}"
+    return build
+
+
+# Architecture name -> builder(embedding_dim) returning the raw (un-normalised) network.
+ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+    "dlib-resnet": _lazy("faceidx.embedder.resnet", "build_dlib_resnet"),
+    "small-cnn": _lazy("faceidx.embedder.nets_small", "build_small_cnn"),
+}
+
+
+def _load_dlib_resnet_v1() -> tuple[nn.Module, str]:
+    from faceidx.embedder.weights import load_dlib_resnet
+
+    return load_dlib_resnet(), "1"
+
+
+# Registered pretrained name -> loader returning (raw network, version).
+PRETRAINED: dict[str, Callable[[], tuple[nn.Module, str]]] = {
+    DLIB_RESNET_V1: _load_dlib_resnet_v1,
+}
+
+
+def register(name: str, builder: Callable[[int], nn.Module], replace: bool = False) -> None:
+    """Add an architecture builder (embedding_dim -> raw nn.Module) under `name`."""
+    if name in ARCHITECTURES and not replace:
+        raise ValueError(f"architecture {name!r} is already registered")
+    ARCHITECTURES[name] = builder
+
+
+def available_models() -> list[str]:
+    """The registered pretrained model names."""
+    return sorted(PRETRAINED)
+
+
+class FaceModel(nn.Module):
+    """A face embedding network with its identity (name, version, dim).
+
+    forward(x) -> L2-normalised (N, dim) float32; raw(x) -> the network's own output.
+    `autocast_dtype` (CUDA only) is set by `enable_autocast` after a parity check.
+    """
+
+    def __init__(self, net: nn.Module, name: str, version: str, dim: int):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.version = str(version)
+        self.dim = int(dim)
+        self.autocast_dtype: torch.dtype | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is not None and x.device.type == "cuda":
+            with torch.autocast(device_type="cuda", dtype=self.autocast_dtype):
+                return self.net(x).float()
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.raw(x), dim=1)
+
+    def enable_autocast(self, sample_chips: np.ndarray) -> dict[str, float]:
+        """On CUDA, switch to fp16/bf16 autocast if its parity with fp32 on these chips holds.
+
+        Returns the measured worst cosine per dtype tried (empty on the CPU).
+        """
+        x = chips_to_tensor(sample_chips, self.device)
+        self.autocast_dtype = None
+        dtype, measured = choose_autocast(self.net, x)
+        self.autocast_dtype = dtype
+        return measured
+
+    def embed_chips(self, chips: np.ndarray, batch_size: int = 64, raw: bool = False
+                    ) -> np.ndarray:
+        """uint8 (N, 150, 150, 3) RGB chips -> float32 (N, dim), normalised unless `raw`."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = np.empty((len(chips), self.dim), dtype=np.float32)
+        device = self.device
+        with torch.inference_mode():
+            for start in range(0, len(chips), batch_size):
+                x = chips_to_tensor(chips[start:start + batch_size], device)
+                y = self.raw(x) if raw else self(x)
+                out[start:start + len(x)] = y.float().cpu().numpy()
+        return out
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, version={self.version!r}, dim={self.dim}"
+
+
+def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> FaceModel:
+    """A registered name (e.g. "dlib-resnet-v1") or a MODEL_DIR -> FaceModel on `device`.
+
+    Unknown names, a MODEL_DIR with a missing/malformed config, an unknown architecture
+    or weights that do not fit it raise DataError naming the file or folder.
+    """
+    dev = resolve_device(device)
+    key = os.fspath(spec)
+    if key in PRETRAINED:
+        net, version = PRETRAINED[key]()
+        model = FaceModel(net, key, version, _output_dim(net, key))
+    elif Path(key).is_dir():
+        model = _load_model_dir(Path(key))
+    else:
+        raise DataError(f"unknown model: not a registered name ({', '.join(available_models())})"
+                        " nor a model directory", key)
+    model.net = prepare_model(model.net, dev)
+    return model.eval()
+
+
+def _output_dim(net: nn.Module, where: str) -> int:
+    dim = getattr(net, "embedding_dim", None)
+    if not isinstance(dim, int):
+        raise DataError("network does not declare its embedding_dim", where)
+    return dim
+
+
+def read_model_config(model_dir: Path) -> dict:
+    """faceidx-model.json of a MODEL_DIR, checked; DataError naming the file otherwise."""
+    path = model_dir / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(f"not a model directory (no {CONFIG_NAME})", model_dir) from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"malformed model config: {err}", path) from err
+    if not isinstance(config, dict):
+        raise DataError("model config is not a JSON object", path)
+    for key in ("name", "version", "architecture", "embedding_dim"):
+        if key not in config:
+            raise DataError(f"model config lacks {key!r}", path)
+    dim = config["embedding_dim"]
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise DataError(f"embedding_dim must be a positive integer, got {dim!r}", path)
+    size = config.get("input_size", INPUT_SIZE)
+    if size != INPUT_SIZE:
+        raise DataError(f"input_size {size!r} is not supported (chips are {INPUT_SIZE})", path)
+    return config
+
+
+def _load_model_dir(model_dir: Path) -> FaceModel:
+    config = read_model_config(model_dir)
+    arch = config["architecture"]
+    builder = ARCHITECTURES.get(arch)
+    if builder is None:
+        raise DataError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})",
+                        model_dir)
+    net = builder(config["embedding_dim"])
+    weights = model_dir / WEIGHTS_NAME
+    try:
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    except FileNotFoundError as err:
+        raise DataError(f"model weights {WEIGHTS_NAME} missing", model_dir) from err
+    except Exception as err:  # safetensors raises its own error types on damaged files
+        raise DataError(f"cannot read model weights: {err}", weights) from err
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise DataError(f"weights do not fit architecture {arch!r} "
+                        f"(dim {config['embedding_dim']}): {' '.join(first[:3])}",
+                        model_dir) from err
+    return FaceModel(net, str(config["name"]), str(config["version"]), config["embedding_dim"])
