@@ -45,8 +45,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from faceidx.cli.embed import embed
     from faceidx.cli.info import info
+    from faceidx.cli.train import train
 
-    for command in (info, embed):
+    for command in (info, embed, train):
         cli.add_command(command)
 
 
