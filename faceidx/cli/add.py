@@ -1,0 +1,41 @@
+"""`faceidx add`: enrol a collection's faces into an existing index without retraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from faceidx.cli.options import device_option, echo_json, json_option, settings
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("collection", type=click.Path(exists=True, path_type=Path))
+@click.option("--shard-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Vectors per new index shard.")
+@device_option
+@json_option
+def add(index_dir: Path, collection: Path, shard_rows: int, device: str, as_json: bool) -> None:
+    """Add a collection's faces to an index as new shards (same model and D required).
+
+    The trained quantizer is reused as is. Face ids that collide with indexed ones are
+    renumbered from the index's next free face id. An interrupted add resumes when rerun.
+
+    \b
+    Example:
+      faceidx add faces.index new-faces/
+    """
+    from faceidx.index.build import BuildOptions, add_collection
+    from faceidx.index.describe import describe_index
+
+    before = describe_index(index_dir)["rows"]
+    add_collection(index_dir, collection, BuildOptions(shard_rows=shard_rows, device=device,
+                                                       progress=settings().progress))
+    info = describe_index(index_dir)
+    info["added"] = info["rows"] - before
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"{index_dir}: added {info['added']} faces; now {info['rows']} faces, "
+               f"{info['identities']} identities in {info['shards']} shard(s)")

@@ -1,0 +1,294 @@
+"""Streaming index build: train once, add shard by shard, tune, optionally merge.
+
+    manifest = build_index("faces/", "faces.index", BuildOptions(index_spec="auto"))
+    manifest = add_collection("faces.index", "new-faces/")     # no retraining
+
+Memory is bounded by one batch of vectors, one shard's codes and the training
+sample, whatever the collection's size. Every stage leaves a file behind, written
+atomically, and a rerun resumes after the last finished one: ``trained.index``, then
+``shard-00000/`` ... (each written to a temp folder and renamed), then the tuned
+search defaults, then ``merged/``. manifest.json says ``complete: true`` last.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceidx.errors import DataError
+from faceidx.index.faissio import prepare, read_index, write_index
+from faceidx.index.gpu import gpu_assignment, use_gpu
+from faceidx.index.manifest import (
+    MANIFEST_NAME,
+    SHARD_INDEX,
+    IndexManifest,
+    ShardInfo,
+    shard_dir_name,
+)
+from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
+from faceidx.index.store import ShardStore, ShardStoreWriter, identity_names_of
+from faceidx.index.train import train_stage
+from faceidx.io import Collection, open_collection
+from faceidx.io.atomic import sha256_file
+from faceidx.progress import Counter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildOptions:
+    """How to build. index_spec: "auto" or a FAISS index_factory string."""
+
+    index_spec: str = "auto"
+    max_memory: int | None = None
+    train_size: int | None = None
+    shard_rows: int = 1_000_000
+    batch_size: int = 65_536
+    target_agreement: float = 0.995
+    tune_queries: int = 1000
+    center: bool = False
+    merge: bool = False
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = False
+
+
+def build_index(collection: str | Path, out_dir: str | Path,
+                options: BuildOptions | None = None) -> IndexManifest:
+    """Build (or resume building) an index of `collection` in `out_dir`. See module doc."""
+    from faceidx.index.merge import merge_index
+    from faceidx.index.tune import tune_search
+
+    opts = options or BuildOptions()
+    coll = open_collection(collection)
+    out = Path(out_dir)
+    if coll.num_rows == 0:
+        raise DataError("collection is empty: nothing to index", coll.path)
+    manifest = _start_or_resume(coll, out, opts)
+    gpu = use_gpu(opts.device)
+    t0 = time.perf_counter()
+    sha, stats = train_stage(coll, out, _params(manifest), coll.dim, manifest.center,
+                             opts.seed, gpu)
+    if manifest.trained_sha256 and manifest.trained_sha256 != sha:
+        raise DataError("trained.index differs from the one this build started with",
+                        out / "trained.index")
+    manifest.trained_sha256 = sha
+    if not stats.get("reused"):
+        manifest.build["train"] = stats
+    manifest.save(out)
+    add_shards(coll, out, manifest, opts, gpu=gpu)
+    manifest.build["total_seconds"] = round(time.perf_counter() - t0, 3)
+    manifest.collections[0]["done"] = True
+    tune_search(out, manifest, opts.target_agreement, opts.tune_queries, opts.seed)
+    manifest.complete = not opts.merge
+    manifest.save(out)
+    if opts.merge:
+        merge_index(out)
+        manifest = IndexManifest.load(out)
+        manifest.complete = True
+        manifest.save(out)
+    return manifest
+
+
+def add_collection(index_dir: str | Path, collection: str | Path,
+                   options: BuildOptions | None = None) -> IndexManifest:
+    """Add a collection's faces to a finished index as new shards, without retraining.
+
+    Refuses another model or D (ModelMismatchError naming the collection). When face
+    ids of the new collection collide with indexed ones, its faces are renumbered from
+    the index's next free face id (logged, and recorded in the shard's entry).
+    """
+    opts = options or BuildOptions()
+    out = Path(index_dir)
+    manifest = IndexManifest.load(out)
+    coll = open_collection(collection)
+    manifest.meta.check_compatible(coll.meta, coll.path)
+    if coll.num_rows == 0:
+        raise DataError("collection is empty: nothing to add", coll.path)
+    last = manifest.collections[-1] if manifest.collections else {}
+    resuming = last.get("path") == str(coll.path.resolve()) and last.get("done") is False
+    if not manifest.complete and not (resuming and len(manifest.collections) > 1):
+        raise DataError("index is not finished; rerun the command that was interrupted", out)
+    if not resuming:
+        manifest.collections.append({"path": str(coll.path.resolve()), "rows": coll.num_rows,
+                                     "first_shard": len(manifest.shards), "done": False})
+    manifest.complete = False
+    manifest.save(out)
+    add_shards(coll, out, manifest, opts, gpu=use_gpu(opts.device))
+    manifest.collections[-1]["done"] = True
+    manifest.complete = True
+    manifest.save(out)
+    return manifest
+
+
+def _params(manifest: IndexManifest):
+    from faceidx.index.params import IndexParams
+
+    return IndexParams(**manifest.params)
+
+
+def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions) -> IndexManifest:
+    max_train = opts.train_size or DEFAULT_MAX_TRAIN
+    params = params_for_spec(opts.index_spec, coll.num_rows, coll.dim, opts.max_memory, max_train)
+    if (out / MANIFEST_NAME).exists():
+        manifest = IndexManifest.load(out)
+        if manifest.complete:
+            raise DataError("already holds a finished index; use `faceidx add` to enrol more "
+                            "faces, or choose another --out", out)
+        first = manifest.collections[0] if manifest.collections else {}
+        if (first.get("path") != str(coll.path.resolve()) or first.get("rows") != coll.num_rows
+                or manifest.params.get("factory") != params.factory):
+            raise DataError("holds an unfinished build of another collection or index spec; "
+                            "remove it or rerun with the same arguments", out)
+        log.info("resuming the build in %s (%d shard(s) done)", out, len(manifest.shards))
+        return manifest
+    if out.exists() and any(out.iterdir()):
+        raise DataError("output directory exists, is not empty and is not an index", out)
+    out.mkdir(parents=True, exist_ok=True)
+    if params.fallback:
+        log.warning("%s", params.fallback)
+    for note in params.notes:
+        log.info("%s", note)
+    manifest = IndexManifest(meta=coll.meta, factory=params.factory, params=params.to_json(),
+                             dim=coll.dim, center=opts.center)
+    manifest.collections.append({"path": str(coll.path.resolve()), "rows": coll.num_rows,
+                                 "first_shard": 0, "done": False})
+    manifest.save(out)
+    return manifest
+
+
+def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: BuildOptions,
+               gpu: bool = False) -> None:
+    """Add `coll` as shards of at most opts.shard_rows rows, resuming after finished ones."""
+    entry = manifest.collections[-1]
+    first_shard = entry["first_shard"]
+    n = coll.num_rows
+    bounds = list(range(0, n, opts.shard_rows)) + [n]
+    done = len(manifest.shards) - first_shard
+    _drop_unlisted(out, len(manifest.shards))
+    if done >= len(bounds) - 1:
+        return
+    mean = np.load(out / "mean.npy") if manifest.center else None
+    renumber = entry.get("renumber_from")
+    if done == 0 and renumber is None and manifest.shards:
+        renumber = _collision_renumber(coll, out, manifest, opts.batch_size)
+        entry["renumber_from"] = renumber
+        manifest.save(out)
+    t_add = time.perf_counter()
+    start = bounds[done]
+    batches = coll.iter_batches(opts.batch_size)
+    pos = 0
+    pending = None
+    bar = Counter(opts.progress, total=n - start, desc="add", unit="vec")
+    for s in range(done, len(bounds) - 1):
+        lo, hi = bounds[s], bounds[s + 1]
+        number = first_shard + s
+        folder = out / shard_dir_name(number)
+        tmp = out / f".{folder.name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        writer = ShardStoreWriter(tmp, hi - lo, coll.dim)
+        index = read_index(out / "trained.index")
+        row0 = manifest.rows
+        try:
+            with gpu_assignment(index, gpu):
+                while writer.filled < hi - lo:
+                    if pending is None:
+                        pending = next(batches)
+                        if pos + len(pending) <= lo:
+                            pos += len(pending)
+                            pending = None
+                            continue
+                    b = pending
+                    a = max(lo - pos, 0)
+                    z = min(hi - pos, len(b))
+                    fids = b.face_ids[a:z]
+                    if renumber is not None:
+                        fids = renumber + pos + np.arange(a, z, dtype=np.int64)
+                    unit = prepare(b.embeddings[a:z])
+                    rows = row0 + writer.filled + np.arange(z - a, dtype=np.int64)
+                    index.add_with_ids(unit if mean is None else prepare(unit, mean), rows)
+                    writer.append(fids, None if b.identities is None else b.identities[a:z],
+                                  None if b.sources is None else b.sources[a:z], unit)
+                    bar.update(z - a)
+                    if z == len(b):
+                        pos += len(b)
+                        pending = None
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        write_index(index, tmp / SHARD_INDEX)
+        del index
+        info = _finish_shard(coll, out, tmp, folder, number, row0, hi - lo, manifest, renumber)
+        manifest.shards.append(info)
+        manifest.next_face_id = max(manifest.next_face_id, info.face_id_max + 1)
+        manifest.num_identities = _count_identities(out, manifest)
+        manifest.build.setdefault("add_seconds", 0.0)
+        manifest.build["add_seconds"] = round(time.perf_counter() - t_add, 3)
+        manifest.save(out)
+        log.info("shard %s: %d vectors", folder.name, info.rows)
+    bar.close()
+
+
+def _finish_shard(coll: Collection, out: Path, tmp: Path, folder: Path, number: int,
+                  row0: int, rows: int, manifest: IndexManifest, renumber: int | None) -> ShardInfo:
+    """Check face id uniqueness, checksum, and rename the shard's temp folder into place."""
+    sorted_ids = np.load(tmp / "sorted_face_ids.npy")
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if len(dup):
+        shutil.rmtree(tmp)
+        raise DataError(f"face_id {int(sorted_ids[dup[0]])} appears more than once; face ids "
+                        "must be unique", coll.path)
+    for prev in manifest.shards:
+        store = ShardStore(out / prev.dir, prev.row_offset, prev.rows, manifest.dim)
+        hit = store.find(sorted_ids)
+        if (hit >= 0).any():
+            fid = int(sorted_ids[np.flatnonzero(hit >= 0)[0]])
+            shutil.rmtree(tmp)
+            raise DataError(f"face_id {fid} appears more than once (already in {prev.dir}); "
+                            "face ids must be unique", coll.path)
+    sha = {name: sha256_file(tmp / name) for name in (SHARD_INDEX, "face_ids.npy")}
+    names = identity_names_of(tmp)
+    tmp.rename(folder)
+    return ShardInfo(dir=folder.name, rows=rows, row_offset=row0,
+                     face_id_min=int(sorted_ids[0]), face_id_max=int(sorted_ids[-1]),
+                     identities=len(names), collection=str(coll.path.resolve()), sha256=sha,
+                     renumbered_from=renumber)
+
+
+def _collision_renumber(coll: Collection, out: Path, manifest: IndexManifest,
+                        batch_size: int) -> int | None:
+    """manifest.next_face_id when any of the collection's face ids is already indexed."""
+    stores = [ShardStore(out / s.dir, s.row_offset, s.rows, manifest.dim) for s in manifest.shards]
+    for b in coll.iter_batches(batch_size, columns=["face_id"], validate=False):
+        for store in stores:
+            if (store.find(b.face_ids) >= 0).any():
+                log.warning("face ids of %s collide with indexed ones: renumbering its faces "
+                            "from %d", coll.path, manifest.next_face_id)
+                return manifest.next_face_id
+    return None
+
+
+def _count_identities(out: Path, manifest: IndexManifest) -> int:
+    names: set[str] = set()
+    for s in manifest.shards:
+        names.update(identity_names_of(out / s.dir))
+    return len(names)
+
+
+def _drop_unlisted(out: Path, listed: int) -> None:
+    """Remove shard folders a crash left after their rename but before the manifest."""
+    for p in out.glob("shard-*"):
+        if p.is_dir() and int(p.name.split("-")[1]) >= listed:
+            log.info("removing %s (not recorded in the manifest; it is rebuilt)", p)
+            shutil.rmtree(p)
+    for p in out.glob(".shard-*.tmp"):
+        shutil.rmtree(p)
+

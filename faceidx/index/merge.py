@@ -1,0 +1,99 @@
+"""Merge shard indexes into one index whose inverted lists are memory-mapped at query time.
+
+Two layouts, chosen by the codes FAISS can put on disk:
+- 8-bit PQ / flat-coded IVF: FAISS OnDiskInvertedLists (``merged.ivfdata``), filled
+  list by list from the shard files, so the merge itself holds no lists in RAM.
+- fast-scan IVF (``x4fs``): OnDiskInvertedLists cannot hold its packed blocks, so the
+  shards are merged into one index (RAM: the codes, ~code_bytes+8 per vector) and
+  written as ``merged.index``, which search opens with IO_FLAG_MMAP.
+Row stores stay in the shard folders (they are memory-mapped already). Shards added
+later (``faceidx add``) are searched beside the merged index until the next merge.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from faceidx.errors import DataError
+from faceidx.index.faissio import faiss, ivf_of, read_index, write_index
+from faceidx.index.manifest import SHARD_INDEX, IndexManifest
+
+log = logging.getLogger(__name__)
+
+MERGED_DIR = "merged"
+
+
+def is_fast_scan(index) -> bool:
+    ivf = ivf_of(index)
+    return ivf is not None and isinstance(faiss().downcast_index(ivf), faiss().IndexIVFFastScan)
+
+
+def merge_index(index_dir: str | Path) -> dict:
+    """Merge every shard of `index_dir` into ``merged/``; record it in manifest.json."""
+    out = Path(index_dir)
+    manifest = IndexManifest.load(out)
+    if not manifest.shards:
+        raise DataError("index holds no shards to merge", out)
+    if manifest.merged and manifest.merged["shards"] == len(manifest.shards):
+        log.info("index already merged")
+        return manifest.merged
+    trained = read_index(out / "trained.index")
+    if ivf_of(trained) is None:
+        raise DataError(f"only IVF indexes can be merged to on-disk lists; this one is "
+                        f"{manifest.factory!r}", out)
+    tmp = out / f".{MERGED_DIR}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    files = [out / s.dir / SHARD_INDEX for s in manifest.shards]
+    if is_fast_scan(trained):
+        info = _merge_in_memory(trained, files, tmp)
+    else:
+        info = _merge_ondisk(trained, files, tmp)
+    final = out / MERGED_DIR
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    if info.get("ondisk"):
+        _relink_ivfdata(final)
+    info["shards"] = len(manifest.shards)
+    info["file"] = f"{MERGED_DIR}/merged.index"
+    manifest.merged = info
+    manifest.save(out)
+    log.info("merged %d shard(s) into %s", len(files), final)
+    return info
+
+
+def _merge_in_memory(trained, files: list[Path], tmp: Path) -> dict:
+    target = ivf_of(trained)
+    for f in files:
+        shard = read_index(f)
+        target.merge_from(ivf_of(shard), 0)
+        del shard
+    trained.ntotal = target.ntotal
+    write_index(trained, tmp / "merged.index")
+    return {"mmap": True, "ondisk": False, "layout": "fast-scan, memory-mapped index file"}
+
+
+def _merge_ondisk(trained, files: list[Path], tmp: Path) -> dict:
+    f = faiss()
+    target = ivf_of(trained)
+    shards = [read_index(p, mmap=True) for p in files]
+    lists = f.InvertedListsPtrVector()
+    for s in shards:
+        lists.push_back(ivf_of(s).invlists)
+    ondisk = f.OnDiskInvertedLists(target.nlist, target.code_size, str(tmp / "merged.ivfdata"))
+    ntotal = ondisk.merge_from_multiple(lists.data(), lists.size(), False, False)
+    target.replace_invlists(ondisk, True)
+    ondisk.this.disown()
+    target.ntotal = trained.ntotal = ntotal
+    write_index(trained, tmp / "merged.index")
+    return {"mmap": False, "ondisk": True, "layout": "OnDiskInvertedLists (merged.ivfdata)"}
+
+
+def _relink_ivfdata(folder: Path) -> None:
+    """Point merged.index at merged.ivfdata in its final folder (it names the temp one)."""
+    index = read_index(folder / "merged.index", ondisk=True)
+    write_index(index, folder / "merged.index")

@@ -1,0 +1,210 @@
+"""IndexReader: search an index directory (its shards, or the merged index) for query code.
+
+    reader = open_index("faces.index")
+    scores, face_ids = reader.search(queries, k=10)        # cosine, descending, -1 padded
+    identities, sources = reader.lookup(face_ids[:, 0])
+    exact = reader.exact_scores(queries, face_ids)         # exact cosines for decisions
+
+Every part (the merged index, then shards added after the merge) is searched for
+k * k_factor candidates with the stored nprobe; candidates are merged globally and
+re-ranked with the exact unit vectors kept in each shard's row store, so returned
+scores are exact cosine similarities.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from faceidx.errors import DataError
+from faceidx.index.faissio import prepare, read_index, set_nprobe, threads
+from faceidx.index.manifest import SHARD_INDEX, IndexManifest
+from faceidx.index.store import RowStore, ShardStore
+from faceidx.io import CollectionMeta
+
+
+class IndexReader:
+    """Read-only view of an index directory. Use :func:`open_index`."""
+
+    def __init__(self, path: Path, manifest: IndexManifest, parts: list, store: RowStore,
+                 mean: np.ndarray | None):
+        self.path = path
+        self._manifest = manifest
+        self.parts = parts
+        self.store = store
+        self.mean = mean
+
+    @property
+    def meta(self) -> CollectionMeta:
+        return self._manifest.meta
+
+    @property
+    def manifest(self) -> dict:
+        return self._manifest.to_json()
+
+    @property
+    def ntotal(self) -> int:
+        return self._manifest.rows
+
+    @property
+    def num_identities(self) -> int:
+        return self._manifest.num_identities
+
+    @property
+    def dim(self) -> int:
+        return self._manifest.dim
+
+    def _check(self, queries: np.ndarray) -> np.ndarray:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (q, {self.dim}), got {np.shape(queries)}")
+        if not np.isfinite(q).all():
+            raise ValueError("queries hold NaN or inf")
+        return prepare(q)
+
+    def candidates(self, unit: np.ndarray, n: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-n (squared L2, global rows) over all parts, merged; -1 padded."""
+        q = len(unit)
+        x = unit if self.mean is None else prepare(unit, self.mean)
+        dists, rows = [], []
+        with threads(1 if q == 1 else None):
+            for index in self.parts:
+                set_nprobe(index, nprobe)
+                d, i = index.search(x, min(n, max(index.ntotal, 1)))
+                dists.append(d)
+                rows.append(i)
+        d = np.concatenate(dists, axis=1)
+        r = np.concatenate(rows, axis=1)
+        d[r < 0] = np.inf
+        if d.shape[1] > n:
+            part = np.argpartition(d, n - 1, axis=1)[:, :n]
+            d = np.take_along_axis(d, part, axis=1)
+            r = np.take_along_axis(r, part, axis=1)
+        order = np.argsort(d, axis=1, kind="stable")
+        return np.take_along_axis(d, order, axis=1), np.take_along_axis(r, order, axis=1)
+
+    def rerank(self, unit: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of candidate rows; top-k (scores desc, rows), -1/-inf padded."""
+        q, c = rows.shape
+        scores = np.full((q, c), -np.inf, np.float32)
+        valid = rows >= 0
+        if valid.any():
+            vecs = self.store.gather(rows[valid], "vectors")
+            qi = np.nonzero(valid)[0]
+            scores[valid] = np.einsum("nd,nd->n", vecs, unit[qi])
+        kk = min(k, c)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+        s = np.take_along_axis(scores, order, axis=1)
+        r = np.take_along_axis(rows, order, axis=1)
+        r[~np.isfinite(s)] = -1
+        return _pad(s, r, k)
+
+    def search_rows(self, unit: np.ndarray, k: int, nprobe: int, n_cand: int):
+        """(scores, rows) of the top-k for unit queries with n_cand re-ranked candidates."""
+        _, rows = self.candidates(unit, max(n_cand, k), nprobe)
+        return self.rerank(unit, rows, k)
+
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
+               k_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k faces of each query: (scores (q,k) float32 cosine descending, face_ids int64).
+
+        Rows with fewer than k results are padded with score -inf and face id -1.
+        nprobe / k_factor default to the values tuned at build time.
+        """
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        unit = self._check(queries)
+        nprobe = int(nprobe or self._manifest.search.get("nprobe", 1))
+        k_factor = int(k_factor or self._manifest.search.get("k_factor", 1))
+        scores, rows = self.search_rows(unit, k, nprobe, k * k_factor)
+        return scores, self.face_ids_of(rows)
+
+    def face_ids_of(self, rows: np.ndarray) -> np.ndarray:
+        out = np.full(rows.shape, -1, np.int64)
+        valid = rows >= 0
+        if valid.any():
+            out[valid] = self.store.gather(rows[valid], "face_ids")
+        return out
+
+    def lookup(self, face_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(identities, sources) object arrays shaped like face_ids; None where unknown."""
+        face_ids = np.asarray(face_ids, np.int64)
+        rows = self.store.rows_of(face_ids)
+        ids, srcs = self.store.identities_sources(rows)
+        return ids.reshape(face_ids.shape), srcs.reshape(face_ids.shape)
+
+    def exact_scores(self, queries: np.ndarray, face_ids: np.ndarray) -> np.ndarray:
+        """Exact cosine between each query and its face_ids (q, k); NaN where id unknown."""
+        unit = self._check(queries)
+        face_ids = np.asarray(face_ids, np.int64)
+        if face_ids.ndim == 1:
+            face_ids = face_ids[:, None]
+        if len(face_ids) != len(unit):
+            raise ValueError("face_ids must have one row per query")
+        rows = self.store.rows_of(face_ids)
+        out = np.full(rows.shape, np.nan, np.float32)
+        valid = rows >= 0
+        if valid.any():
+            vecs = self.store.gather(rows[valid], "vectors")
+            out[valid] = np.einsum("nd,nd->n", vecs, unit[np.nonzero(valid)[0]])
+        return out
+
+
+def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if s.shape[1] >= k:
+        return s.astype(np.float32), r
+    q = len(s)
+    ps = np.full((q, k), -np.inf, np.float32)
+    pr = np.full((q, k), -1, np.int64)
+    ps[:, :s.shape[1]] = s
+    pr[:, :r.shape[1]] = r
+    return ps, pr
+
+
+def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
+               verify: bool = False) -> IndexReader:
+    """Open an index directory for search. Damaged files raise DataError naming them.
+
+    allow_incomplete: open an unfinished build (the tuner does, between stages).
+    verify: check the SHA-256 of every shard's index file against the manifest.
+    """
+    path = Path(index_dir)
+    manifest = IndexManifest.load(path)
+    if not manifest.complete and not allow_incomplete:
+        raise DataError("index build is unfinished; rerun `faceidx build` to resume it", path)
+    if not manifest.shards:
+        raise DataError("index holds no shards", path)
+    stores = [ShardStore(path / s.dir, s.row_offset, s.rows, manifest.dim) for s in manifest.shards]
+    parts = []
+    first = 0
+    merged = manifest.merged
+    if merged:
+        index = read_index(path / merged["file"], mmap=merged.get("mmap", False),
+                           ondisk=merged.get("ondisk", False))
+        _check_count(index, sum(s.rows for s in manifest.shards[:merged["shards"]]),
+                     path / merged["file"])
+        parts.append(index)
+        first = merged["shards"]
+    for s in manifest.shards[first:]:
+        file = path / s.dir / SHARD_INDEX
+        if verify and s.sha256.get(SHARD_INDEX):
+            from faceidx.io.atomic import sha256_file
+
+            if sha256_file(file) != s.sha256[SHARD_INDEX]:
+                raise DataError("checksum does not match manifest.json (changed or damaged)", file)
+        index = read_index(file)
+        _check_count(index, s.rows, file)
+        parts.append(index)
+    mean = None
+    if manifest.center:
+        mean = np.load(path / "mean.npy")
+    return IndexReader(path, manifest, parts, RowStore(stores), mean)
+
+
+def _check_count(index, rows: int, file: Path) -> None:
+    if index.ntotal != rows:
+        raise DataError(f"index holds {index.ntotal} vectors, manifest says {rows}", file)

@@ -1,0 +1,244 @@
+"""Per-shard row store: face ids, identities, sources and exact vectors, memory-mapped.
+
+A shard directory holds, row-aligned (row r of the shard = FAISS id row_offset + r):
+
+    face_ids.npy          int64 (n,)        the collection's face ids
+    vectors.npy           float32 (n, D)    unit vectors, for exact re-ranking
+    identity_codes.npy    int32 (n,)        index into the shard's identity names, -1 = none
+    identity_names.bin    utf-8 bytes       concatenated names
+    identity_offsets.npy  int64 (k+1,)      name i = bin[off[i]:off[i+1]]
+    sources.bin / source_offsets.npy        same for each row's source
+    sorted_face_ids.npy / sorted_rows.npy   face ids ascending, and their local rows
+
+Everything opens with ``np.load(mmap_mode="r")``: lookups touch only the rows asked
+for, whatever the gallery size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from faceidx.errors import DataError
+
+FILES = ("face_ids.npy", "vectors.npy", "identity_codes.npy", "identity_names.bin",
+         "identity_offsets.npy", "sources.bin", "source_offsets.npy", "sorted_face_ids.npy",
+         "sorted_rows.npy")
+
+
+class StringBlobWriter:
+    """Append strings to `<name>.bin`; `finish()` writes `<prefix>_offsets.npy`."""
+
+    def __init__(self, blob: Path, offsets: Path):
+        self._fh = open(blob, "wb")
+        self._offsets_path = offsets
+        self._offsets = [0]
+
+    def extend(self, values: Sequence[str | None]) -> None:
+        pos = self._offsets[-1]
+        chunks = []
+        for v in values:
+            b = b"" if v is None else str(v).encode()
+            chunks.append(b)
+            pos += len(b)
+            self._offsets.append(pos)
+        self._fh.write(b"".join(chunks))
+
+    def finish(self) -> None:
+        self._fh.close()
+        np.save(self._offsets_path, np.asarray(self._offsets, dtype=np.int64))
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+class ShardStoreWriter:
+    """Writes one shard's row store into `folder` (a temp dir the caller renames)."""
+
+    def __init__(self, folder: Path, rows: int, dim: int):
+        self.folder = folder
+        self.rows = rows
+        self.filled = 0
+        self.vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+",
+                                                 dtype=np.float32, shape=(rows, dim))
+        self.face_ids = np.empty(rows, np.int64)
+        self.codes = np.empty(rows, np.int32)
+        self._names: dict[str, int] = {}
+        self._sources = StringBlobWriter(folder / "sources.bin", folder / "source_offsets.npy")
+
+    def append(self, face_ids: np.ndarray, identities: np.ndarray | None,
+               sources: np.ndarray | None, vectors: np.ndarray) -> None:
+        n = len(face_ids)
+        lo, hi = self.filled, self.filled + n
+        if hi > self.rows:
+            raise ValueError(f"shard store overflow: {hi} > {self.rows} rows")
+        self.vectors[lo:hi] = vectors
+        self.face_ids[lo:hi] = face_ids
+        if identities is None:
+            self.codes[lo:hi] = -1
+        else:
+            names = self._names
+            self.codes[lo:hi] = [-1 if x is None else names.setdefault(x, len(names))
+                                 for x in identities]
+        self._sources.extend([None] * n if sources is None else sources)
+        self.filled = hi
+
+    @property
+    def identity_names(self) -> list[str]:
+        return list(self._names)
+
+    def finish(self) -> None:
+        if self.filled != self.rows:
+            raise ValueError(f"shard store holds {self.filled} rows, expected {self.rows}")
+        self.vectors.flush()
+        del self.vectors
+        self._sources.finish()
+        np.save(self.folder / "face_ids.npy", self.face_ids)
+        np.save(self.folder / "identity_codes.npy", self.codes)
+        names = StringBlobWriter(self.folder / "identity_names.bin",
+                                 self.folder / "identity_offsets.npy")
+        names.extend(self.identity_names)
+        names.finish()
+        order = np.argsort(self.face_ids, kind="stable")
+        np.save(self.folder / "sorted_face_ids.npy", self.face_ids[order])
+        np.save(self.folder / "sorted_rows.npy", order.astype(np.int64))
+
+    def abort(self) -> None:
+        self._sources.abort()
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read index row store file: {err}", path) from err
+
+
+class StringBlob:
+    """Read strings i from a blob + offsets pair, memory-mapped."""
+
+    def __init__(self, blob: Path, offsets: Path):
+        self.offsets = _load(offsets)
+        if blob.stat().st_size == 0:
+            self.blob = np.empty(0, np.uint8)
+        else:
+            self.blob = np.memmap(blob, dtype=np.uint8, mode="r")
+        if int(self.offsets[-1]) != len(self.blob):
+            raise DataError("string blob is shorter than its offsets say (truncated)", blob)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, i: int) -> str:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return bytes(self.blob[a:b]).decode()
+
+
+class ShardStore:
+    """Read side of one shard's row store."""
+
+    def __init__(self, folder: Path, row_offset: int, rows: int, dim: int):
+        self.folder = folder
+        self.row_offset = row_offset
+        self.rows = rows
+        self.face_ids = _load(folder / "face_ids.npy")
+        self.vectors = _load(folder / "vectors.npy")
+        self.codes = _load(folder / "identity_codes.npy")
+        self.sorted_face_ids = _load(folder / "sorted_face_ids.npy")
+        self.sorted_rows = _load(folder / "sorted_rows.npy")
+        self.names = StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy")
+        self.sources = StringBlob(folder / "sources.bin", folder / "source_offsets.npy")
+        for name, arr in (("face_ids.npy", self.face_ids), ("identity_codes.npy", self.codes),
+                          ("sorted_face_ids.npy", self.sorted_face_ids)):
+            if len(arr) != rows:
+                raise DataError(f"holds {len(arr)} rows, manifest says {rows}", folder / name)
+        if self.vectors.shape != (rows, dim):
+            raise DataError(f"vectors have shape {self.vectors.shape}, expected {(rows, dim)}",
+                            folder / "vectors.npy")
+        if len(self.sources) != rows:
+            raise DataError(f"holds {len(self.sources)} sources, expected {rows}",
+                            folder / "source_offsets.npy")
+
+    def find(self, face_ids: np.ndarray) -> np.ndarray:
+        """Local rows of `face_ids` (-1 where absent)."""
+        pos = np.searchsorted(self.sorted_face_ids, face_ids)
+        pos = np.minimum(pos, max(self.rows - 1, 0))
+        hit = (self.sorted_face_ids[pos] == face_ids) if self.rows else np.zeros(len(face_ids), bool)
+        return np.where(hit, self.sorted_rows[pos], -1)
+
+    def identity(self, row: int) -> str | None:
+        code = int(self.codes[row])
+        return None if code < 0 else self.names.get(code)
+
+    def source(self, row: int) -> str | None:
+        s = self.sources.get(row)
+        return s or None
+
+
+class RowStore:
+    """All shards' row stores, addressed by global row (= the FAISS id)."""
+
+    def __init__(self, shards: list[ShardStore]):
+        self.shards = shards
+        self.starts = np.asarray([s.row_offset for s in shards] + [sum(s.rows for s in shards)],
+                                 dtype=np.int64)
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard number, local row) of global rows (all must be valid)."""
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        return shard, rows - self.starts[shard]
+
+    def gather(self, rows: np.ndarray, what: str) -> np.ndarray:
+        """Gather `face_ids` or `vectors` for flat global `rows` (valid, >= 0)."""
+        rows = np.asarray(rows, np.int64)
+        shard, local = self.locate(rows)
+        first = getattr(self.shards[0], what)
+        out = np.empty((len(rows),) + first.shape[1:], first.dtype)
+        for s in np.unique(shard):
+            sel = shard == s
+            loc = local[sel]
+            order = np.argsort(loc)
+            got = np.empty((len(loc),) + first.shape[1:], first.dtype)
+            got[order] = getattr(self.shards[s], what)[loc[order]]
+            out[sel] = got
+        return out
+
+    def rows_of(self, face_ids: np.ndarray) -> np.ndarray:
+        """Global rows of `face_ids` (-1 where a face id is not in the index)."""
+        face_ids = np.asarray(face_ids, np.int64)
+        out = np.full(face_ids.shape, -1, np.int64)
+        flat = out.reshape(-1)
+        for s in self.shards:
+            local = s.find(face_ids.reshape(-1))
+            hit = local >= 0
+            flat[hit] = local[hit] + s.row_offset
+        return out
+
+    def identities_sources(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        ids = np.empty(len(rows), object)
+        srcs = np.empty(len(rows), object)
+        valid = rows >= 0
+        if valid.any():
+            shard, local = self.locate(rows[valid])
+            vi = np.flatnonzero(valid)
+            for j, s, r in zip(vi, shard, local, strict=True):
+                ids[j] = self.shards[s].identity(int(r))
+                srcs[j] = self.shards[s].source(int(r))
+        return ids, srcs
+
+
+def identity_names_of(folder: str | os.PathLike) -> list[str]:
+    """All identity names of one shard directory (for counting distinct identities)."""
+    folder = Path(folder)
+    blob = StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy")
+    data = bytes(blob.blob)
+    off = blob.offsets
+    return [data[off[i]:off[i + 1]].decode() for i in range(len(blob))]
