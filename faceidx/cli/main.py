@@ -45,11 +45,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from faceidx.cli.add import add
     from faceidx.cli.build import build, merge
+    from faceidx.cli.calibrate import calibrate
     from faceidx.cli.embed import embed
     from faceidx.cli.info import info
+    from faceidx.cli.query import query
     from faceidx.cli.train import train
 
-    for command in (info, embed, train, build, merge, add):
+    for command in (info, embed, train, build, merge, add, calibrate, query):
         cli.add_command(command)
 
 

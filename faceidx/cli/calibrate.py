@@ -1,0 +1,105 @@
+"""`faceidx calibrate`: set an index's open-set threshold from labelled held-out faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from faceidx.cli.options import echo_json, json_option
+
+
+def _rate(name: str):
+    def check(ctx, param, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise click.BadParameter(f"{value} must be a rate strictly between 0 and 1",
+                                     param_hint=name)
+        return value
+    return check
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Labelled embeddings (collection/parquet) of enrolled and not-enrolled people, "
+                   "none of its images in the gallery.")
+@click.option("--target-far", type=float, default=1e-3, show_default=True,
+              callback=_rate("--target-far"), help="1:1 false accept rate to set a threshold for.")
+@click.option("--target-fpir", type=float, default=1e-2, show_default=True,
+              callback=_rate("--target-fpir"),
+              help="1:N false positive identification rate the query threshold is set for.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write scores.png, roc.png and openset.png here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of pair sampling.")
+@json_option
+def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: float,
+              plots_dir: Path | None, seed: int, as_json: bool) -> None:
+    """Calibrate INDEX_DIR's threshold on held-out labelled faces (writes calibration.json).
+
+    1:1: genuine/impostor pairs of the holdout give ROC, EER, TAR at --target-far and
+    10-fold accuracy. 1:N: every holdout face is searched against the index as built
+    (N = its identities); the threshold at --target-fpir is what `faceidx query
+    --threshold auto` uses. Also prints the FPIR the same threshold would give at 10x
+    and 100x N (from a fitted impostor tail). Refuses a holdout with one identity, no
+    pairs, or too few impostors for the target; warns when there are barely enough.
+
+    \b
+    Example:
+      faceidx calibrate faces.index --holdout heldout/ --plots plots/
+      faceidx calibrate faces.index --holdout heldout/ --target-fpir 1e-3 --json
+    """
+    from faceidx.index import open_index
+    from faceidx.io import open_collection
+    from faceidx.query.calibfile import save_calibration
+    from faceidx.query.calibrate import CalibrationOptions
+    from faceidx.query.calibrate import calibrate as run
+
+    index = open_index(index_dir)
+    coll = open_collection(holdout)
+    index.meta.check_compatible(coll.meta, holdout)
+    batch = coll.read_all(columns=["identity", "source", "embedding"])
+    opts = CalibrationOptions(target_far=target_far, target_fpir=target_fpir, seed=seed)
+    result, raw = run(index, batch, opts, holdout_path=str(holdout))
+    if plots_dir is not None:
+        from faceidx.query.plots import write_plots
+
+        result["plots"] = [str(p) for p in write_plots(plots_dir, result, raw)]
+    path = save_calibration(index_dir, result)
+    for w in result["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    if as_json:
+        echo_json({"calibration": str(path), **result})
+        return
+    _report(result, path)
+
+
+def _report(r: dict, path: Path) -> None:
+    v, o = r["verification"], r["openset"]
+    click.echo(f"holdout: {r['holdout']['faces']:,} faces of {r['holdout']['identities']:,} people")
+    click.echo(f"1:1 verification on {v['genuine_pairs']:,} genuine / {v['impostor_pairs']:,} "
+               f"impostor pairs:")
+    click.echo(f"  TAR {v['tar']:.4f} at FAR {v['far']:.2e} (target {v['target_far']:g}), "
+               f"threshold {v['threshold']:.4f}")
+    click.echo(f"  EER {v['eer']:.4f} at {v['eer_threshold']:.4f}")
+    if v.get("kfold"):
+        kf = v["kfold"]
+        click.echo(f"  {kf['folds']}-fold accuracy {kf['accuracy']:.4f} +- {kf['std']:.4f} "
+                   f"({kf['per_fold']} + {kf['per_fold']} pairs per fold)")
+    click.echo(f"1:N open-set against N = {o['gallery_identities']:,} identities "
+               f"({o['gallery_faces']:,} faces): {o['mated_searches']:,} mated, "
+               f"{o['nonmated_searches']:,} non-mated searches "
+               f"({o['nonmated_strangers']:,} strangers + {o['nonmated_mate_removed']:,} with the mate removed)")
+    click.echo(f"  threshold {o['threshold']:.4f}: FPIR {o['fpir']:.4f} (target {o['target_fpir']:g}), "
+               f"TPIR {o['tpir']:.4f}")
+    click.echo(f"  rank-1 {o['rank1']:.4f}  rank-5 {o['rank5']:.4f}  rank-10 {o['rank10']:.4f}")
+    click.echo(f"  the 1:1 threshold {v['threshold']:.4f} would give FPIR "
+               f"{o['fpir_at_verification_threshold']:.4f} at this N")
+    ext = o.get("extrapolation")
+    if ext:
+        for g in ext["growth"][1:]:
+            click.echo(f"  at {g['factor']}x N ({g['identities']:,} identities): FPIR "
+                       f"{g['fpir_at_threshold']:.4f} at this threshold; "
+                       f"{g['threshold_for_target']:.4f} would keep it at {o['target_fpir']:g} (modelled)")
+    for p in r.get("plots", []):
+        click.echo(f"plot: {p}")
+    click.echo(f"wrote {path}")

@@ -1,0 +1,102 @@
+"""calibration.json in an index directory: written by calibrate, read by query.
+
+It records which index it calibrated (an id derived from the trained quantizer, the
+factory string and the model, so it survives `faceidx add` but not a rebuild with other
+parameters) and the gallery size N at calibration. Loading it for another index is
+refused; loading it after the gallery grew gives a warning (see `check_growth`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from faceidx.errors import DataError
+from faceidx.io.atomic import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_NAME = "calibration.json"
+FORMAT_NAME = "faceidx-calibration"
+FORMAT_VERSION = 1
+
+
+class CalibrationMismatchError(DataError):
+    """A calibration file that belongs to another index (or is unusable)."""
+
+
+def index_id(manifest: dict) -> str:
+    """A stable id of an index: its trained quantizer, factory string and model."""
+    if manifest.get("index_id"):
+        return str(manifest["index_id"])
+    meta = manifest.get("meta", {})
+    key = json.dumps({"trained": manifest.get("trained_sha256", ""),
+                      "factory": manifest.get("factory", ""),
+                      "dim": manifest.get("dim"),
+                      "model": meta.get("model"), "model_version": meta.get("model_version")},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def gallery_size(manifest: dict) -> dict:
+    """{"identities": N, "faces": rows} as the manifest states them now."""
+    return {"identities": int(manifest.get("num_identities", 0)),
+            "faces": int(manifest.get("rows", 0))}
+
+
+def save_calibration(index_dir: str | os.PathLike, calibration: dict) -> Path:
+    """Write calibration.json atomically into `index_dir`; returns its path."""
+    path = Path(index_dir) / CALIBRATION_NAME
+    write_json_atomic(path, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                             **calibration})
+    return path
+
+
+def load_calibration(index_dir: str | os.PathLike, manifest: dict) -> dict:
+    """Read calibration.json and check that it belongs to this index.
+
+    Raises DataError when there is none, CalibrationMismatchError when it was made for
+    another index or is malformed. Warns (logging) when the gallery has grown since.
+    """
+    path = Path(index_dir) / CALIBRATION_NAME
+    if not path.exists():
+        raise DataError("no calibration.json: run `faceidx calibrate` on this index first, "
+                        "or give --threshold FLOAT", index_dir)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CalibrationMismatchError(f"cannot read calibration: {err}", path) from err
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+        raise CalibrationMismatchError(f"not a {FORMAT_NAME} file", path)
+    want = index_id(manifest)
+    got = obj.get("index", {}).get("id")
+    if got != want:
+        raise CalibrationMismatchError(
+            f"calibration was made for another index (id {got}, this index is {want}); "
+            "run `faceidx calibrate` on this index", path)
+    thr = obj.get("threshold", {}).get("value")
+    if not isinstance(thr, (int, float)) or not -1.0 <= thr <= 1.0:
+        raise CalibrationMismatchError(f"threshold {thr!r} is missing or outside [-1, 1]", path)
+    return obj
+
+
+def check_growth(calibration: dict, manifest: dict) -> str | None:
+    """A warning text when the gallery has more identities than at calibration, else None."""
+    then = calibration.get("index", {}).get("identities", 0)
+    now = gallery_size(manifest)["identities"]
+    if now <= then:
+        return None
+    msg = (f"the gallery has grown from {then} to {now} identities since calibration: "
+           f"the threshold was set for {then} and now accepts more strangers; "
+           "re-run `faceidx calibrate`")
+    ext = calibration.get("openset", {}).get("extrapolation")
+    if ext and ext.get("tail"):
+        from faceidx.query.tail import ImpostorTail
+
+        tail = ImpostorTail(**ext["tail"])
+        thr = calibration["threshold"]["value"]
+        msg += f" (modelled FPIR now {tail.fpir(thr, now):.2%})"
+    return msg

@@ -1,0 +1,261 @@
+"""Calibrate an index's decision threshold on labelled held-out faces.
+
+Two questions, two thresholds:
+
+* 1:1 verification (are these two faces the same person?): genuine and impostor pairs
+  within the holdout give the ROC, the EER, TAR at the target FAR and its threshold, and
+  the LFW-style 10-fold accuracy on a balanced set of pairs.
+* 1:N open-set identification (is this probe one of the N enrolled people, and who?):
+  every holdout face is searched against the index AS BUILT. A search is MATED when its
+  person is enrolled (the probe image itself must not be a gallery entry: probes whose
+  best same-person face has the same source or an identical vector are dropped), and
+  NON-MATED when the person is not enrolled. Mated searches also give one non-mated
+  score each: their best score among the other N-1 identities (the mate removed from
+  the gallery). The threshold for the target FPIR is what `faceidx query` uses.
+
+A 1:1 threshold is not a 1:N threshold: with N identities a stranger has N chances to
+match someone, so FPIR at the 1:1 threshold is reported next to the 1:N one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceidx import __version__
+from faceidx.errors import DataError
+from faceidx.io import EmbeddingBatch
+from faceidx.query import metrics as M
+from faceidx.query.calibfile import gallery_size, index_id
+from faceidx.query.identify import identify, mate_ranks
+from faceidx.query.pairs import generate_pairs, pairs_to_indices
+from faceidx.query.tail import fit_impostor_tail, growth_table
+
+log = logging.getLogger(__name__)
+
+SAME_IMAGE = 1.0 - 1e-5
+
+
+class CalibrationError(DataError):
+    """The holdout cannot support the requested calibration (too few identities/pairs)."""
+
+
+@dataclass
+class CalibrationOptions:
+    target_far: float = 1e-3
+    target_fpir: float = 1e-2
+    max_genuine: int = 200_000
+    max_impostor: int = 2_000_000
+    tail_k: int = 50           # identities listed per search (for the tail fit)
+    folds: int = 10
+    seed: int = 0
+    min_support: float = 10.0  # warn below min_support / target; refuse below 1 / target
+
+
+def enrolled_identities(index) -> set[str]:
+    """All identity names in the index (read from each shard's row store)."""
+    if hasattr(index, "identity_set"):
+        return set(index.identity_set())
+    from faceidx.index.store import identity_names_of
+
+    names: set[str] = set()
+    for shard in index.store.shards:
+        names.update(identity_names_of(shard.folder))
+    return names
+
+
+def verification_scores(vectors: np.ndarray, labels: np.ndarray, max_genuine: int,
+                        max_impostor: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """(genuine scores, impostor scores, impostor pairs possible) among holdout faces.
+
+    All same-person pairs (subsampled to max_genuine) and different-person pairs (all if
+    at most max_impostor exist, else a uniform sample of that many).
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(vectors, np.float32)
+    codes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n = len(x)
+    by_id = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    ga, gb = [], []
+    for c in np.flatnonzero(counts >= 2):
+        rows = by_id[starts[c]:starts[c + 1]]
+        i, j = np.triu_indices(len(rows), 1)
+        ga.append(rows[i])
+        gb.append(rows[j])
+    ga = np.concatenate(ga) if ga else np.empty(0, np.int64)
+    gb = np.concatenate(gb) if gb else np.empty(0, np.int64)
+    if len(ga) > max_genuine:
+        pick = rng.choice(len(ga), max_genuine, replace=False)
+        ga, gb = ga[pick], gb[pick]
+    genuine = np.einsum("nd,nd->n", x[ga], x[gb]) if len(ga) else np.empty(0)
+    possible = int((n * n - int((counts.astype(np.int64) ** 2).sum())) // 2)
+    if possible <= max_impostor:
+        parts = []
+        for lo in range(0, n, 2048):
+            s = x[lo:lo + 2048] @ x.T
+            rows = np.arange(lo, min(lo + 2048, n))[:, None]
+            keep = (np.arange(n)[None, :] > rows) & (inverse[lo:lo + 2048, None] != inverse[None, :])
+            parts.append(s[keep])
+        impostor = np.concatenate(parts) if parts else np.empty(0)
+    else:
+        a = rng.integers(n, size=2 * max_impostor)
+        b = rng.integers(n, size=2 * max_impostor)
+        ok = inverse[a] != inverse[b]
+        a, b = a[ok][:max_impostor], b[ok][:max_impostor]
+        impostor = np.einsum("nd,nd->n", x[a], x[b])
+    return genuine.astype(np.float64), impostor.astype(np.float64), possible
+
+
+def _support(name: str, have: int, target: float, opts: CalibrationOptions, warnings: list) -> None:
+    need = math.ceil(opts.min_support / target)
+    if have < math.ceil(1.0 / target):
+        raise CalibrationError(
+            f"{have} {name} cannot estimate a rate of {target:g} (at least {need} wanted, "
+            f"{math.ceil(1 / target)} is the bare minimum): use a larger holdout or a "
+            "higher target")
+    if have < need:
+        msg = (f"only {have} {name} back the {target:g} target (fewer than {need} = "
+               f"{opts.min_support:g}/target): the threshold is a rough estimate")
+        log.warning("%s", msg.upper())
+        warnings.append(msg)
+
+
+def verification(vectors, labels, opts: CalibrationOptions, warnings: list) -> tuple[dict, dict]:
+    """1:1 results (JSON-able) and the raw score arrays (for plots)."""
+    genuine, impostor, possible = verification_scores(vectors, labels, opts.max_genuine,
+                                                      opts.max_impostor, opts.seed)
+    if not len(genuine):
+        raise CalibrationError("the holdout has no genuine pairs (no person with two or more "
+                               "faces): 1:1 verification cannot be calibrated")
+    if not len(impostor):
+        raise CalibrationError("the holdout has no impostor pairs (only one identity)")
+    _support("impostor pairs", len(impostor), opts.target_far, opts, warnings)
+    tar, thr = M.tar_at_far(genuine, impostor, opts.target_far)
+    eer, eer_thr = M.eer(genuine, impostor)
+    out = {"genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
+           "impostor_pairs_possible": possible, "target_far": opts.target_far,
+           "threshold": thr, "tar": tar, "far": float(M.accept_rate(impostor, thr)),
+           "eer": eer, "eer_threshold": eer_thr}
+    out["kfold"] = _kfold(vectors, labels, opts, warnings)
+    return out, {"genuine": genuine, "impostor": impostor}
+
+
+def _kfold(vectors, labels, opts: CalibrationOptions, warnings: list) -> dict | None:
+    """LFW-style 10-fold accuracy on seeded balanced pairs (fewer per fold if needed)."""
+    for per_fold in (300, 100, 30, 10):
+        try:
+            pairs = generate_pairs(list(labels), folds=opts.folds, per_fold=per_fold, seed=opts.seed)
+        except DataError:
+            continue
+        a, b, same = pairs_to_indices(pairs, labels)
+        s = np.einsum("nd,nd->n", vectors[a], vectors[b])
+        mean, std, thrs = M.kfold_accuracy(s, same, folds=opts.folds, seed=None)
+        return {"folds": opts.folds, "per_fold": per_fold, "accuracy": mean, "std": std,
+                "threshold": float(np.mean(thrs))}
+    warnings.append(f"too few identities for {opts.folds}-fold pairs: no k-fold accuracy")
+    return None
+
+
+def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings: list
+            ) -> tuple[dict, dict]:
+    """1:N results against the index as built, and raw arrays (for plots)."""
+    enrolled = enrolled_identities(index)
+    n_ids = len(enrolled)
+    is_mated = np.array([x in enrolled for x in labels], bool)
+    k = max(10, opts.tail_k)
+    t0 = time.perf_counter()
+    results = identify(index, vectors, k=min(k, max(n_ids, 1)))
+    search_s = time.perf_counter() - t0
+    ranks, mate_s = mate_ranks(results, labels)
+    # A mated probe must not be its own gallery entry: same source or identical vector.
+    own = np.zeros(len(labels), bool)
+    for i in np.flatnonzero(is_mated & (ranks > 0)):
+        c = results[i].candidates[ranks[i] - 1]
+        own[i] = mate_s[i] >= SAME_IMAGE or (sources is not None and c.source is not None
+                                             and c.source == sources[i])
+    if own.any():
+        warnings.append(f"{int(own.sum())} holdout faces are gallery entries themselves "
+                        "(same source or identical vector): left out of the mated searches")
+    mated = is_mated & ~own
+    nonmated = ~is_mated
+    # non-mated candidate lists: all identities of a stranger; all but the mate otherwise
+    lists = [np.array([c.score for c in results[i].candidates if c.identity != labels[i]])
+             for i in np.flatnonzero(mated | nonmated)]
+    top = np.array([x[0] if len(x) else -np.inf for x in lists])
+    from_mated = int(mated.sum())
+    if not mated.any():
+        raise CalibrationError("no holdout face belongs to an enrolled identity (or all are "
+                               "gallery entries): open-set identification needs mated searches")
+    _support("non-mated searches", len(top), opts.target_fpir, opts, warnings)
+    thr = M.threshold_at_fpir(top, opts.target_fpir)
+    r, s = ranks[mated], mate_s[mated]
+    cmc = M.cmc(r, 10)
+    out = {"gallery_identities": n_ids, "gallery_faces": int(index.ntotal),
+           "mated_searches": from_mated, "nonmated_searches": len(top),
+           "nonmated_strangers": int(nonmated.sum()), "nonmated_mate_removed": from_mated,
+           "target_fpir": opts.target_fpir, "threshold": thr,
+           "fpir": float(M.fpir_curve(top, thr)),
+           "tpir": float(1 - M.fnir_curve(r, s, thr)),
+           "rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
+           "search_seconds": search_s}
+    tail = fit_impostor_tail(lists, n_ids)
+    if tail is None:
+        warnings.append("too few high impostor scores to fit the tail: no growth extrapolation")
+        out["extrapolation"] = None
+    else:
+        out["extrapolation"] = {"tail": tail.to_json(), "model": "exponential tail of "
+                                "per-identity impostor scores; FPIR_N'(t) = 1-exp(-(N'/N) "
+                                "lambda_N(t)) (see faceidx/query/tail.py)",
+                                "growth": growth_table(tail, thr, opts.target_fpir)}
+    return out, {"nonmated_top": top, "mate_rank": r, "mate_score": s}
+
+
+def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = None,
+              holdout_path: str | None = None) -> tuple[dict, dict]:
+    """Run both calibrations; returns (calibration dict for calibration.json, raw arrays).
+
+    `holdout` must carry embeddings and identities (rows without identity are ignored).
+    Raises CalibrationError for a holdout with one identity, no pairs, or no mated search.
+    """
+    opts = opts or CalibrationOptions()
+    for name, rate in (("target FAR", opts.target_far), ("target FPIR", opts.target_fpir)):
+        if not 0 < rate < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {rate}")
+    if holdout.identities is None or holdout.embeddings is None:
+        raise CalibrationError("holdout needs embeddings and identity labels", holdout_path)
+    keep = np.array([x is not None and x != "" for x in holdout.identities], bool)
+    if not keep.any():
+        raise CalibrationError("holdout has no labelled faces", holdout_path)
+    x = np.ascontiguousarray(holdout.embeddings[keep], np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.asarray(holdout.identities[keep], dtype=object)
+    sources = None if holdout.sources is None else holdout.sources[keep]
+    n_people = len(set(labels))
+    if n_people < 2:
+        raise CalibrationError(f"holdout holds {n_people} identity: calibration needs at "
+                               "least two people (and many more for a useful estimate)",
+                               holdout_path)
+    warnings: list[str] = []
+    verif, vraw = verification(x, labels, opts, warnings)
+    oset, oraw = openset(index, x, labels, sources, opts, warnings)
+    oset["fpir_at_verification_threshold"] = float(M.fpir_curve(oraw["nonmated_top"],
+                                                                verif["threshold"]))
+    manifest = index.manifest
+    result = {
+        "faceidx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "index": {"id": index_id(manifest), **gallery_size(manifest),
+                  "model": manifest.get("meta", {}).get("model")},
+        "holdout": {"path": holdout_path, "faces": int(len(x)), "identities": n_people},
+        "threshold": {"value": oset["threshold"], "kind": "1:N open-set",
+                      "target_fpir": opts.target_fpir, "gallery_identities": oset["gallery_identities"]},
+        "verification": verif,
+        "openset": oset,
+        "warnings": warnings,
+    }
+    return result, {**vraw, **oraw}

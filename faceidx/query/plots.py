@@ -1,0 +1,102 @@
+"""Calibration plots (PNG, headless): score histograms, ROC/DET, FPIR/TPIR vs threshold.
+
+matplotlib is imported inside `write_plots` with the Agg backend, so no display is
+needed and importing faceidx.query stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from faceidx.io.atomic import atomic_path
+from faceidx.query import metrics as M
+
+
+def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> list[Path]:
+    """Write scores.png, roc.png (ROC + DET) and openset.png into out_dir; return paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    verif, oset = calibration["verification"], calibration["openset"]
+    g, i, top = raw["genuine"], raw["impostor"], raw["nonmated_top"]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(min(g.min(), i.min(), top.min()), 1.0, 80)
+    ax.hist(i, bins=bins, density=True, alpha=0.5, label=f"impostor pairs ({len(i):,})")
+    ax.hist(g, bins=bins, density=True, alpha=0.5, label=f"genuine pairs ({len(g):,})")
+    ax.hist(top, bins=bins, density=True, histtype="step", lw=1.5,
+            label=f"non-mated top-1 over N={oset['gallery_identities']:,} ({len(top):,})")
+    ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
+               label=f"1:1 thr @FAR {verif['target_far']:g}: {verif['threshold']:.3f}")
+    ax.axvline(oset["threshold"], color="r", ls="-", lw=1,
+               label=f"1:N thr @FPIR {oset['target_fpir']:g}: {oset['threshold']:.3f}")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title("Score distributions")
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / "scores.png"))
+
+    far, tar, _ = M.roc_curve(g, i)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    floor = 0.5 / len(i)
+    a1.semilogx(np.maximum(far, floor), tar)
+    a1.plot([verif["far"] or floor], [verif["tar"]], "ro",
+            label=f"TAR {verif['tar']:.3f} @ FAR {verif['far']:.1e}")
+    a1.plot([verif["eer"]], [1 - verif["eer"]], "ks", label=f"EER {verif['eer']:.3f}")
+    a1.set_xlabel("FAR (impostor pairs accepted)")
+    a1.set_ylabel("TAR")
+    a1.set_title("ROC (1:1)")
+    a1.legend(fontsize=8)
+    a1.grid(True, which="both", alpha=0.3)
+    a2.loglog(np.maximum(far, floor), np.maximum(1 - tar, 0.5 / len(g)))
+    a2.plot([verif["far"] or floor], [max(1 - verif["tar"], 0.5 / len(g))], "ro")
+    a2.set_xlabel("FAR")
+    a2.set_ylabel("FRR = 1 - TAR")
+    a2.set_title("DET (1:1)")
+    a2.grid(True, which="both", alpha=0.3)
+    paths.append(_save(fig, out / "roc.png"))
+
+    t = np.linspace(min(top.min(), raw["mate_score"][np.isfinite(raw["mate_score"])].min()
+                        if np.isfinite(raw["mate_score"]).any() else top.min()), 1.0, 400)
+    fpir = M.fpir_curve(top, t)
+    tpir = 1 - M.fnir_curve(raw["mate_rank"], raw["mate_score"], t)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(t, fpir, label="FPIR (strangers accepted)")
+    ax.plot(t, tpir, label="TPIR (enrolled found at rank 1)")
+    ext = oset.get("extrapolation")
+    if ext:
+        from faceidx.query.tail import ImpostorTail
+
+        tail = ImpostorTail(**ext["tail"])
+        tt = t[t >= tail.u]
+        for f in (10, 100):
+            n = tail.n_identities * f
+            ax.plot(tt, [tail.fpir(x, n) for x in tt], ls=":", label=f"FPIR modelled at {f}x N")
+    ax.axvline(oset["threshold"], color="r", lw=1,
+               label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR {oset['tpir']:.3f}")
+    ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
+               label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}")
+    ax.set_xlabel("threshold (cosine)")
+    ax.set_ylabel("rate")
+    ax.set_title(f"Open-set 1:N, gallery N = {oset['gallery_identities']:,} identities")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    paths.append(_save(fig, out / "openset.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
