@@ -7,61 +7,51 @@ TTA: ``none`` embeds the chip; ``flip`` embeds the chip and its left-right mirro
 same forward pass, averages the two normalised vectors and normalises again (a cheap,
 deterministic stand-in for dlib's random jitter).
 
-On CUDA the batch is copied from pinned memory without blocking, in channels-last
-layout. The model runs in float32.
+Device handling is faceidx.embedder.device's: "auto" resolved once here, torch threads
+set to the usable cores on the CPU, pinned non-blocking channels-last batches on CUDA.
+The model runs in float32 unless the caller enabled a checked autocast on it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceidx.embedder.device import (
+    chips_to_tensor,
+    configure_cpu_threads,
+    prepare_model,
+    resolve_device,
+)
 
 TTA_MODES = ("none", "flip")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """"auto" -> "cuda" when a CUDA GPU is visible, else "cpu"; others unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Encoder:
     """Chips in, normalised float32 vectors out. `model` follows the FaceModel contract."""
 
-    def __init__(self, model, device: str = "cpu", tta: str = "none"):
-        import torch
-
+    def __init__(self, model, device: str | torch.device = "auto", tta: str = "none"):
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-        self.device = torch.device(resolve_device(device))
+        self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            configure_cpu_threads()
         self.tta = tta
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = prepare_model(model, self.device)
         self.dim = int(model.dim)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:
         """uint8 (n, H, W, 3) RGB chips -> float32 (n, D), rows of unit norm."""
-        import torch
-
         chips = np.asarray(chips)
-        if chips.ndim != 4 or chips.shape[3] != 3:
-            raise ValueError(f"expected chips of shape (n, H, W, 3), got {chips.shape}")
-        n = chips.shape[0]
+        n = len(chips)
         if n == 0:
             return np.empty((0, self.dim), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(chips))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = chips_to_tensor(chips, self.device)
         if self.tta == "flip":
             x = torch.cat([x, x.flip(3)])
         with torch.inference_mode():
             y = self.model(x).float()
             if self.tta == "flip":
-                y = torch.nn.functional.normalize(y[:n] + y[n:], dim=1)
+                y = F.normalize(y[:n] + y[n:], dim=1)
         return y.cpu().numpy().astype(np.float32, copy=False)

@@ -39,7 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 from faceidx.embedder.detect import Detection, iter_detections
-from faceidx.embedder.encode import TTA_MODES, Encoder, resolve_device
+from faceidx.embedder.device import resolve_device
+from faceidx.embedder.encode import TTA_MODES, Encoder
 from faceidx.embedder.sources import SourceItem
 from faceidx.errors import DataError
 from faceidx.io import MANIFEST_NAME, CollectionMeta, CollectionWriter, open_collection
@@ -153,6 +154,8 @@ def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=
     resuming = (out / MANIFEST_NAME).exists()
     _check_settings(out, settings)
     done, partial = _done_sources(out) if resuming else ({}, None)
+    if policy == "largest":
+        partial = None  # one row per image: a source in a finished shard is complete
     failed = _read_failures(out / FAILURES_NAME)
 
     todo, skip_faces, seen = [], {}, set()
