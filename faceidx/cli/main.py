@@ -49,9 +49,10 @@ def _register() -> None:
     from faceidx.cli.embed import embed
     from faceidx.cli.info import info
     from faceidx.cli.query import query
+    from faceidx.cli.synth import synth
     from faceidx.cli.train import train
 
-    for command in (info, embed, train, build, merge, add, calibrate, query):
+    for command in (info, synth, embed, train, build, merge, add, calibrate, query):
         cli.add_command(command)
 
 

@@ -2,7 +2,7 @@
 
     for labels, vectors in iter_synthetic(100_000, 10, dim=128, seed=0):
         ...                                   # labels: str array, vectors: float32 unit rows
-    summary = write_synthetic("faces/", 100_000, 10, seed=0)   # a collection on disk
+    summary = write_synthetic("faces/", 100_000, 10, seed=0)   # a collection (write.py)
 
 Identity k belongs to block k // BLOCK_IDENTITIES; its image count and vectors come from
 random streams keyed by (seed, block), so the output does not depend on the chunk size,
@@ -13,24 +13,17 @@ one chunk (about `chunk_rows` rows) at a time, whatever the total.
 from __future__ import annotations
 
 import logging
-import os
-import queue
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from faceidx.io import CollectionMeta, CollectionWriter
+from faceidx.io import CollectionMeta
 from faceidx.synth.counts import count_cap, draw_counts, solve_shape
 from faceidx.synth.model import GENERATOR_VERSION, MODEL_NAME, SynthModel, build_model
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 BLOCK_IDENTITIES = 1024
 CHUNK_ROWS = 65_536
@@ -77,6 +70,12 @@ class SyntheticFaces:
         self._id_digits = max(ID_DIGITS, len(str(identities - 1)))
         cap = count_cap(per_identity) if not fixed_counts else max(1, round(per_identity))
         self._image_table = _digits(np.arange(cap), max(IMAGE_DIGITS, len(str(cap - 1))))
+
+    def request(self) -> dict:
+        """What determines the rows: enough to check that a resumed run continues the same."""
+        return {"identities": self.identities, "per_identity": self.per_identity,
+                "dim": self.dim, "seed": self.seed, "fixed_counts": self.fixed_counts,
+                "generator_version": GENERATOR_VERSION}
 
     @property
     def num_blocks(self) -> int:
@@ -202,101 +201,6 @@ def sample_raw(gen: SyntheticFaces, max_rows: int = 20_000, max_identities: int 
         if rows >= max_rows or chunk.identity_ids[-1] >= max_identities - 1:
             break
     return np.concatenate(vectors), np.concatenate(labels)
-
-
-def write_synthetic(out_dir: str | os.PathLike, identities: int, per_identity: float,
-                    dim: int = 128, seed: int = 0, shard_rows: int = 1_000_000,
-                    progress: bool = False, dtype: str = "float32", fixed_counts: bool = False,
-                    resume: bool = False) -> dict:
-    """Write a synthetic collection to `out_dir`; returns a JSON-able summary.
-
-    Memory: one chunk (~CHUNK_ROWS rows) plus the writer's buffer. With resume=True an
-    unfinished run continues: whole blocks already on disk are skipped using the counts
-    streams alone, and the vectors regenerate identically.
-    """
-    from faceidx.progress import Counter
-
-    gen = SyntheticFaces(identities, per_identity, dim, seed, fixed_counts)
-    total = gen.num_rows()
-    started = time.perf_counter()
-    with CollectionWriter(out_dir, gen.meta(dtype), shard_rows=shard_rows,
-                          resume=resume, validate=False) as writer:
-        done = writer.manifest.rows
-        if done > total:
-            raise ValueError(f"{out_dir} holds {done} rows, more than this request's {total}")
-        start_block, skip = _resume_point(gen, done)
-        with Counter(progress, total=total, desc="synth", unit="rows") as bar:
-            bar.update(done)
-            named = ((c.vectors, gen.identity_names(c), gen.source_names(c))
-                     for c in gen.chunks(CHUNK_ROWS, normalize=True, start_block=start_block))
-            for vectors, names, sources in _prefetch(named):
-                if skip:
-                    names, sources, vectors = names[skip:], sources[skip:], vectors[skip:]
-                    skip = 0
-                writer.write(vectors, identities=names, sources=sources)
-                bar.update(len(vectors))
-    result = writer.result
-    seconds = time.perf_counter() - started
-    return {
-        "path": str(Path(out_dir)), "rows": result.rows, "rows_this_run": result.rows_this_run,
-        "identities": identities, "per_identity": gen.per_identity, "dim": dim, "seed": seed,
-        "shards": result.shards, "bytes": sum(p.stat().st_size
-                                              for p in Path(out_dir).glob("part-*.parquet")),
-        "seconds": round(seconds, 3),
-        "rows_per_s": round(result.rows_this_run / seconds, 1) if seconds > 0 else None,
-        "model": MODEL_NAME, "model_version": GENERATOR_VERSION, "dtype": dtype,
-    }
-
-
-def _prefetch(items: Iterator[T]) -> Iterator[T]:
-    """Iterate `items` produced one step ahead in a worker thread, so that generating the
-    next chunk (numpy, GIL released) overlaps writing this one (arrow, GIL released)."""
-    done = object()
-    slots: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                slots.put(item)
-            slots.put(done)
-        except BaseException as err:  # handed to the consumer, raised there
-            slots.put(_Failure(err))
-
-    worker = threading.Thread(target=produce, name="synth-prefetch", daemon=True)
-    worker.start()
-    try:
-        while (item := slots.get()) is not done:
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                slots.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        worker.join()
-
-
-@dataclass
-class _Failure:
-    error: BaseException
-
-
-def _resume_point(gen: SyntheticFaces, done: int) -> tuple[int, int]:
-    """(first block to generate, rows of it already written) for `done` rows on disk."""
-    block, rows = 0, 0
-    while block < gen.num_blocks:
-        n = int(gen.block_counts(block).sum())
-        if rows + n > done:
-            break
-        rows += n
-        block += 1
-    return block, done - rows
 
 
 def _digits(values: np.ndarray, width: int) -> np.ndarray:
