@@ -1,9 +1,11 @@
 """Where the model runs: resolve "auto" | "cpu" | "cuda" once, and run batches well there.
 
+CPU and CUDA: channels-last inputs (and the inference copy of the network, see
+registry.FaceModel.runner), measured faster on this CPU too (benchmarks/embed_speed.py).
 CPU: torch's intra-op threads set to the cores this process may use (both of a 2-core
-box), inputs contiguous NCHW float32. CUDA: channels-last weights and inputs, pinned host
-memory and non-blocking copies, and mixed precision (fp16/bf16 autocast) only when a
-parity check against fp32 on real inputs keeps every row's cosine >= 0.9999.
+box). CUDA: pinned host memory and non-blocking copies, and mixed precision (fp16/bf16
+autocast) only when a parity check against fp32 on real inputs keeps every row's
+cosine >= 0.9999.
 """
 
 from __future__ import annotations
@@ -76,16 +78,15 @@ def chips_to_tensor(chips: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, 3) RGB chips -> float32 (N, 3, H, W) on `device`, values 0..255.
 
     On CUDA the uint8 batch (4x smaller than float) goes through pinned memory with a
-    non-blocking copy and is converted on the GPU, landing channels-last. On the CPU the
-    result is contiguous NCHW.
+    non-blocking copy and is converted on the GPU. The result is channels-last.
     """
     if chips.ndim != 4 or chips.shape[3] != 3 or chips.dtype != np.uint8:
         raise ValueError(f"chips must be uint8 (N, H, W, 3), got {chips.dtype} {chips.shape}")
     t = torch.from_numpy(np.ascontiguousarray(chips))
     if device.type == "cuda":
         t = t.pin_memory().to(device, non_blocking=True)
-        return t.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
-    return t.permute(0, 3, 1, 2).float().contiguous()
+    # NHWC viewed as NCHW is channels-last already; .float() keeps that layout.
+    return t.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
 
 
 def autocast_cosines(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

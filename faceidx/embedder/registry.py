@@ -96,16 +96,37 @@ class FaceModel(nn.Module):
         self.version = str(version)
         self.dim = int(dim)
         self.autocast_dtype: torch.dtype | None = None
+        self._fast: tuple | None = None  # (weights key, inference copy); not a submodule
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    def runner(self) -> nn.Module:
+        """The module that computes `raw`: `.net` itself, or for inference its fast copy.
+
+        When `.net` is in eval mode, gradients are off and the net offers
+        `inference_copy()` (the dlib ResNet folds its affine layers into the convs), that
+        copy runs instead, channels-last. It is rebuilt whenever `.net`'s weights change
+        (in-place updates, load_state_dict, a move to another device), so training `.net`
+        and then embedding never uses stale weights.
+        """
+        net = self.net
+        if net.training or torch.is_grad_enabled() or not hasattr(net, "inference_copy"):
+            return net
+        key = tuple((p.data_ptr(), p._version) for p in net.parameters())
+        cached = self._fast
+        if cached is None or cached[0] != key:
+            fast = net.inference_copy().to(memory_format=torch.channels_last)
+            self._fast = cached = (key, fast)
+        return cached[1]
+
     def raw(self, x: torch.Tensor) -> torch.Tensor:
+        run = self.runner()
         if self.autocast_dtype is not None and x.device.type == "cuda":
             with torch.autocast(device_type="cuda", dtype=self.autocast_dtype):
-                return self.net(x).float()
-        return self.net(x)
+                return run(x).float()
+        return run(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.raw(x), dim=1)

@@ -18,6 +18,8 @@ The architecture of dlib's examples/dnn_face_recognition_ex.cpp, input side firs
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,17 +35,23 @@ LEVELS = ((32, False, 3), (64, True, 4), (128, True, 3), (256, True, 3), (256, T
 def padded_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """dlib's `add_prev`: a + b over the larger shape, missing entries zero, top-left aligned.
 
-    Both are (N, C, H, W) with the same N.
+    Both are (N, C, H, W) with the same N. The result keeps the memory format of the
+    larger operand (channels-last stays channels-last).
     """
     if a.shape == b.shape:
         return a + b
-    c, h, w = (max(a.shape[i], b.shape[i]) for i in (1, 2, 3))
-
-    def grow(t: torch.Tensor) -> torch.Tensor:
-        # F.pad on 4-D input pads (W right, H bottom, C back) when given 6 numbers.
-        return F.pad(t, (0, w - t.shape[3], 0, h - t.shape[2], 0, c - t.shape[1]))
-
-    return grow(a) + grow(b)
+    if all(x >= y for x, y in zip(b.shape, a.shape, strict=True)):
+        a, b = b, a
+    if all(x >= y for x, y in zip(a.shape, b.shape, strict=True)):
+        out = a.clone()
+    else:
+        shape = tuple(max(x, y) for x, y in zip(a.shape, b.shape, strict=True))
+        fmt = (torch.channels_last if a.is_contiguous(memory_format=torch.channels_last)
+               and not a.is_contiguous() else torch.contiguous_format)
+        out = a.new_zeros(shape).contiguous(memory_format=fmt)
+        out[:, :a.shape[1], :a.shape[2], :a.shape[3]] = a
+    out[:, :b.shape[1], :b.shape[2], :b.shape[3]] += b
+    return out
 
 
 class Affine(nn.Module):
@@ -111,6 +119,24 @@ class DlibResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x).mean(dim=(2, 3)))
+
+    def inference_copy(self) -> DlibResNet:
+        """A copy for inference with each affine folded into the conv before it.
+
+        conv(x) * gamma + beta == conv'(x) with W' = W * gamma and b' = b * gamma + beta,
+        so 29 element-wise passes disappear; results agree to float rounding (~1e-6).
+        The copy is in eval mode, without gradients, on the same device.
+        """
+        fused = copy.deepcopy(self).eval().requires_grad_(False)
+        pairs = [(fused, "conv", "aff")]
+        pairs += [(b, c, a) for b in fused.blocks for c, a in (("conv1", "aff1"), ("conv2", "aff2"))]
+        with torch.no_grad():
+            for owner, conv_name, aff_name in pairs:
+                conv, aff = getattr(owner, conv_name), getattr(owner, aff_name)
+                conv.weight.mul_(aff.gamma[:, None, None, None])
+                conv.bias.mul_(aff.gamma).add_(aff.beta)
+                setattr(owner, aff_name, nn.Identity())
+        return fused
 
 
 def build_dlib_resnet(embedding_dim: int) -> nn.Module:

@@ -59,8 +59,9 @@ def test_shapes_through_the_network(random_net):
     x = torch.rand(2, 3, 150, 150) * 255
     with torch.no_grad():
         assert random_net.stem(x).shape == (2, 32, 35, 35)
-        assert random_net.features(x).shape == (2, 256, 2, 2)
-        assert random_net(x).shape == (2, 128)
+        feats = random_net.features(x)
+        assert feats.shape == (2, 256, 2, 2)
+        torch.testing.assert_close(random_net.fc(feats.mean(dim=(2, 3))), random_net(x))
 
 
 def test_layer_counts(random_net):
@@ -76,18 +77,16 @@ def test_layer_counts(random_net):
 
 def test_face_model_output_is_normalised(random_net):
     model = FaceModel(random_net, "x", "1", 128)
-    x = torch.rand(3, 3, 150, 150) * 255
+    chips = np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+    x = torch.from_numpy(chips).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         y, raw = model(x), model.raw(x)
     torch.testing.assert_close(y.norm(dim=1), torch.ones(3))
     torch.testing.assert_close(y, raw / raw.norm(dim=1, keepdim=True))
-    chips = np.random.default_rng(0).integers(0, 256, (5, 150, 150, 3), dtype=np.uint8)
     e = model.embed_chips(chips, batch_size=2)
-    assert e.dtype == np.float32 and e.shape == (5, 128)
+    assert e.dtype == np.float32 and e.shape == (3, 128)
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-6)
-    with torch.no_grad():
-        full = model(torch.from_numpy(chips).permute(0, 3, 1, 2).float()).numpy()
-    np.testing.assert_allclose(e, full, atol=1e-5)
+    np.testing.assert_allclose(e, y.numpy(), atol=1e-5)
 
 
 def test_pretrained_weights_load_and_mismatch():
@@ -186,3 +185,34 @@ def test_import_is_light():
             "print('torch' in sys.modules, 'dlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_padded_add_keeps_channels_last():
+    a = torch.rand(2, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    b = torch.rand(2, 4, 4, 4).contiguous(memory_format=torch.channels_last)
+    out = padded_add(a, b)
+    assert out.shape == (2, 8, 4, 4) and out.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(out.numpy(), naive_padded_add(a.numpy(), b.numpy()))
+
+
+def test_inference_copy_matches_and_follows_weight_changes(random_net):
+    fused = random_net.inference_copy()
+    assert not any(isinstance(m, type(random_net.aff)) for m in fused.modules())
+    x = torch.rand(2, 3, 150, 150) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), random_net(x), rtol=1e-4, atol=1e-5)
+    net = DlibResNet(16).eval()
+    model = FaceModel(net, "x", "1", 16)
+    with torch.inference_mode():
+        before = model.raw(x)
+        assert model.runner() is not net and model.runner() is model.runner()
+    assert "_fast" not in "".join(model.state_dict())  # the copy is not part of the state
+    with torch.no_grad():
+        net.fc.weight.mul_(2)  # an in-place update, as an optimizer step does
+    with torch.inference_mode():
+        torch.testing.assert_close(model.raw(x), 2 * before, rtol=1e-4, atol=1e-5)
+    with torch.enable_grad():
+        assert model.runner() is net  # gradients on: the trainable module runs
+    net.train()
+    with torch.inference_mode():
+        assert model.runner() is net
