@@ -1,8 +1,8 @@
 """calibration.json in an index directory: written by calibrate, read by query.
 
 It records which index it calibrated (an id derived from the trained quantizer, the
-factory string and the model, so it survives `faceidx add` but not a rebuild with other
-parameters) and the gallery size N at calibration. Loading it for another index is
+first shard's checksums, the factory string and the model, so it survives `faceidx add`
+but not a rebuild) and the gallery size N at calibration. Loading it for another index is
 refused; loading it after the gallery grew gives a warning (see `check_growth`).
 """
 
@@ -29,11 +29,14 @@ class CalibrationMismatchError(DataError):
 
 
 def index_id(manifest: dict) -> str:
-    """A stable id of an index: its trained quantizer, factory string and model."""
+    """A stable id of an index: its trained quantizer, factory string, model and first
+    shard's checksums (unchanged by `faceidx add`, changed by any rebuild of other data)."""
     if manifest.get("index_id"):
         return str(manifest["index_id"])
     meta = manifest.get("meta", {})
+    shards = manifest.get("shards") or [{}]
     key = json.dumps({"trained": manifest.get("trained_sha256", ""),
+                      "first_shard": shards[0].get("sha256", {}),
                       "factory": manifest.get("factory", ""),
                       "dim": manifest.get("dim"),
                       "model": meta.get("model"), "model_version": meta.get("model_version")},

@@ -31,7 +31,7 @@ from faceidx.errors import DataError
 from faceidx.io import EmbeddingBatch
 from faceidx.query import metrics as M
 from faceidx.query.calibfile import gallery_size, index_id
-from faceidx.query.identify import identify, mate_ranks
+from faceidx.query.identify import search_identities
 from faceidx.query.pairs import generate_pairs, pairs_to_indices
 from faceidx.query.tail import fit_impostor_tail, growth_table
 
@@ -103,11 +103,15 @@ def verification_scores(vectors: np.ndarray, labels: np.ndarray, max_genuine: in
             parts.append(s[keep])
         impostor = np.concatenate(parts) if parts else np.empty(0)
     else:
-        a = rng.integers(n, size=2 * max_impostor)
-        b = rng.integers(n, size=2 * max_impostor)
-        ok = inverse[a] != inverse[b]
-        a, b = a[ok][:max_impostor], b[ok][:max_impostor]
-        impostor = np.einsum("nd,nd->n", x[a], x[b])
+        parts, have = [], 0
+        while have < max_impostor:
+            a = rng.integers(n, size=1 << 18)
+            b = rng.integers(n, size=1 << 18)
+            ok = inverse[a] != inverse[b]
+            a, b = a[ok][:max_impostor - have], b[ok][:max_impostor - have]
+            parts.append(np.einsum("nd,nd->n", x[a], x[b]))
+            have += len(a)
+        impostor = np.concatenate(parts)
     return genuine.astype(np.float64), impostor.astype(np.float64), possible
 
 
@@ -169,23 +173,26 @@ def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings:
     is_mated = np.array([x in enrolled for x in labels], bool)
     k = max(10, opts.tail_k)
     t0 = time.perf_counter()
-    results = identify(index, vectors, k=min(k, max(n_ids, 1)))
+    hits = search_identities(index, vectors, k=min(k, max(n_ids, 1)))
     search_s = time.perf_counter() - t0
-    ranks, mate_s = mate_ranks(results, labels)
+    is_mate = hits.identities == np.asarray(labels, dtype=object)[:, None]
+    found = is_mate.any(axis=1)
+    ranks = np.where(found, is_mate.argmax(axis=1) + 1, 0)
+    mate_s = np.where(found, hits.scores[np.arange(len(ranks)), is_mate.argmax(axis=1)], -np.inf)
     # A mated probe must not be its own gallery entry: same source or identical vector.
     own = np.zeros(len(labels), bool)
-    for i in np.flatnonzero(is_mated & (ranks > 0)):
-        c = results[i].candidates[ranks[i] - 1]
-        own[i] = mate_s[i] >= SAME_IMAGE or (sources is not None and c.source is not None
-                                             and c.source == sources[i])
+    for i in np.flatnonzero(is_mated & found):
+        src = hits.sources[i, ranks[i] - 1]
+        own[i] = mate_s[i] >= SAME_IMAGE or (sources is not None and src is not None
+                                             and src == sources[i])
     if own.any():
         warnings.append(f"{int(own.sum())} holdout faces are gallery entries themselves "
                         "(same source or identical vector): left out of the mated searches")
     mated = is_mated & ~own
     nonmated = ~is_mated
     # non-mated candidate lists: all identities of a stranger; all but the mate otherwise
-    lists = [np.array([c.score for c in results[i].candidates if c.identity != labels[i]])
-             for i in np.flatnonzero(mated | nonmated)]
+    impostor = (hits.face_ids >= 0) & ~is_mate
+    lists = [hits.scores[i][impostor[i]] for i in np.flatnonzero(mated | nonmated)]
     top = np.array([x[0] if len(x) else -np.inf for x in lists])
     from_mated = int(mated.sum())
     if not mated.any():

@@ -98,68 +98,109 @@ def identify(index: SearchableIndex, queries: np.ndarray, k: int = 5,
              nprobe: int | None = None, max_depth: int = MAX_DEPTH) -> list[Identification]:
     """Top-k distinct identities for each row of `queries` (float32 (q, D), unit norm).
 
+    See :func:`search_identities` for depth and scores; `threshold` (or None for a
+    closed-set answer) sets each Identification's decision.
+    """
+    check_threshold(threshold)
+    hits = search_identities(index, queries, k, depth, nprobe, max_depth)
+    out = []
+    for r in range(len(hits.scores)):
+        n = int((hits.face_ids[r] >= 0).sum())
+        out.append(Identification(
+            [Candidate(hits.identities[r, c], float(hits.scores[r, c]), int(hits.face_ids[r, c]),
+                       hits.sources[r, c]) for c in range(n)], threshold))
+    return out
+
+
+@dataclass
+class IdentityHits:
+    """Arrays (q, k), best first: exact scores (-inf pad), face ids of each identity's
+    best face (-1 pad), identities (None for unlabelled faces) and sources."""
+
+    scores: np.ndarray
+    face_ids: np.ndarray
+    identities: np.ndarray
+    sources: np.ndarray
+
+
+def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
+                      depth: int | None = None, nprobe: int | None = None,
+                      max_depth: int = MAX_DEPTH) -> IdentityHits:
+    """Top-k distinct identities per query, as arrays (the vectorised core of identify).
+
     depth: faces fetched per probe at first (default 4*k + 16); probes that got fewer
     than k identities from a full list are searched again with twice the depth, up to
-    max_depth. Faces without an identity count as their own candidate (identity None).
+    max_depth. Faces are grouped by identity in the index's (exactly re-ranked) order,
+    a person keeping their best face; then the k chosen faces are re-scored with
+    `index.exact_scores` and re-sorted, so every returned score is exact. Faces without
+    an identity count as their own candidate.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    check_threshold(threshold)
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.ndim != 2:
         raise ValueError(f"queries must be 2-D (q, D), got shape {q.shape}")
     ntotal = int(index.ntotal)
-    out: list[Identification | None] = [None] * len(q)
+    out = IdentityHits(np.full((len(q), k), -np.inf), np.full((len(q), k), -1, np.int64),
+                       np.full((len(q), k), None, object), np.full((len(q), k), None, object))
     todo = np.arange(len(q))
     d = min(max(depth or 4 * k + 16, k), max(ntotal, 1))
     while len(todo):
-        cand, full = _search_identities(index, q[todo], k, d, nprobe)
-        again = []
-        for row, c, f in zip(todo, cand, full, strict=True):
-            if len(c) < k and f and d < min(ntotal, max_depth):
-                again.append(row)
-            else:
-                out[row] = Identification(c[:k], threshold)
-        todo = np.asarray(again, dtype=np.int64)
+        ids, names, srcs, full = _distinct(index, q[todo], k, d, nprobe)
+        short = (ids < 0).any(axis=1) & full
+        done = ~short if d < min(ntotal, max_depth) else np.ones(len(todo), bool)
+        rows = todo[done]
+        out.face_ids[rows], out.identities[rows], out.sources[rows] = ids[done], names[done], srcs[done]
+        todo = todo[~done]
         d = min(2 * d, ntotal, max_depth)
-    return out  # type: ignore[return-value]
+    valid = out.face_ids >= 0
+    if valid.any():
+        exact = np.asarray(index.exact_scores(q, np.where(valid, out.face_ids, out.face_ids[valid][0])),
+                           dtype=np.float64)
+        if exact.shape != out.face_ids.shape or np.isnan(exact[valid]).any():
+            raise DataError("index could not give exact scores for its own search results",
+                            getattr(index, "path", None))
+        exact[~valid] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")  # ties keep the index's order
+        for name in ("face_ids", "identities", "sources"):
+            setattr(out, name, np.take_along_axis(getattr(out, name), order, axis=1))
+        out.scores = np.take_along_axis(exact, order, axis=1)
+    return out
 
 
-def _search_identities(index: SearchableIndex, q: np.ndarray, k: int, depth: int,
-                       nprobe: int | None) -> tuple[list[list[Candidate]], list[bool]]:
-    _, ids = index.search(q, depth, nprobe=nprobe)
+def _distinct(index: SearchableIndex, q: np.ndarray, k: int, depth: int, nprobe: int | None):
+    """First k distinct identities in each row of the index's top-`depth` faces.
+
+    Returns (face_ids, identities, sources) (q, k) with -1/None pads, and whether each
+    row's face list was full (the gallery may hold more)."""
+    _, ids = index.search(q, depth, nprobe=nprobe)   # best first, -1 padded
     ids = np.asarray(ids, dtype=np.int64)
     valid = ids >= 0
-    safe = np.where(valid, ids, ids[valid][0] if valid.any() else 0)
-    exact = np.asarray(index.exact_scores(q, safe), dtype=np.float64)
-    if exact.shape != ids.shape:
-        raise DataError(f"index returned exact scores of shape {exact.shape} for ids {ids.shape}")
-    flat = np.unique(ids[valid])
-    names, sources = index.lookup(flat) if len(flat) else (np.empty(0, object), np.empty(0, object))
-    where = {int(f): i for i, f in enumerate(flat)}
-    results, full = [], []
-    for r in range(len(ids)):
-        n = int(valid[r].sum())
-        full.append(n == ids.shape[1])
-        cols = np.flatnonzero(valid[r])
-        # best exact score first; face_id breaks ties so the order is deterministic
-        order = cols[np.lexsort((ids[r, cols], -exact[r, cols]))]
-        seen: set[str] = set()
-        cands: list[Candidate] = []
-        for c in order:
-            fid = int(ids[r, c])
-            name = names[where[fid]]
-            if name is not None and name != "":
-                if name in seen:
-                    continue
-                seen.add(name)
-            else:
-                name = None
-            cands.append(Candidate(name, float(exact[r, c]), fid, sources[where[fid]]))
-            if len(cands) == k:
-                break
-        results.append(cands)
-    return results, full
+    full = valid.all(axis=1)
+    flat, inv = np.unique(ids, return_inverse=True)
+    inv = inv.reshape(ids.shape)
+    names, sources = index.lookup(flat)
+    names = np.array([None if n in (None, "") else n for n in names], dtype=object)
+    codes_of = {}
+    code = np.array([codes_of.setdefault(n, len(codes_of)) if n is not None else -1
+                     for n in names], np.int64)
+    m = len(codes_of) + ids.size
+    c = code[inv]
+    c = np.where(c >= 0, c, len(codes_of) + np.arange(ids.size).reshape(ids.shape))  # unlabelled: unique
+    key = np.arange(len(ids))[:, None] * m + c
+    first = np.zeros(ids.size, bool)
+    first[np.unique(key.ravel(), return_index=True)[1]] = True
+    keep = first.reshape(ids.shape) & valid
+    keep &= np.cumsum(keep, axis=1) <= k
+    out_ids = np.full((len(ids), k), -1, np.int64)
+    out_names = np.full((len(ids), k), None, object)
+    out_src = np.full((len(ids), k), None, object)
+    r, col = np.nonzero(keep)
+    slot = (np.cumsum(keep, axis=1) - 1)[r, col]
+    out_ids[r, slot] = ids[r, col]
+    out_names[r, slot] = names[inv[r, col]]
+    out_src[r, slot] = sources[inv[r, col]]
+    return out_ids, out_names, out_src, full
 
 
 def mate_ranks(results: Sequence[Identification], identities: Sequence[str]

@@ -162,16 +162,24 @@ def _fold_pairs(group, counts, per_fold, fold, rng, kind) -> list[Pair]:
     while len(out) < per_fold:
         if kind == "genuine":
             name = multi[rng.integers(len(multi))]
-            i, j = sorted(rng.choice(counts[name], size=2, replace=False) + 1)
-            key = (name, i, name, j)
+            i, j = _two_distinct(rng, counts[name])
+            key = (name, i + 1, name, j + 1)
         else:
-            a, b = rng.choice(len(group), size=2, replace=False)
+            a, b = _two_distinct(rng, len(group))
             n1, n2 = sorted((group[a], group[b]))
             key = (n1, int(rng.integers(counts[n1])) + 1, n2, int(rng.integers(counts[n2])) + 1)
         if key not in seen:
             seen.add(key)
             out.append(Pair(key[0], int(key[1]), key[2], int(key[3]), fold))
     return out
+
+
+def _two_distinct(rng: np.random.Generator, n: int) -> tuple[int, int]:
+    """Two distinct integers of range(n), uniformly, smaller first."""
+    i = int(rng.integers(n))
+    j = int(rng.integers(n - 1))
+    j += j >= i
+    return (i, j) if i < j else (j, i)
 
 
 def pairs_to_indices(pairs: Sequence[Pair], labels: Sequence[str], numbers: Sequence[int] | None = None,
