@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 BLOCK_IDENTITIES = 1024
 CHUNK_ROWS = 65_536
-_COUNTS, _VECTORS = 0, 1  # stream tags inside a block's seed
+# stream tags inside a block's seed: counts; identity centres, image scales, image noise
+_COUNTS, _VECTOR_STREAMS = 0, (1, 2, 3)
 ID_DIGITS, IMAGE_DIGITS = 8, 4  # minimum widths; names widen when needed
 
 
@@ -89,7 +90,10 @@ class SyntheticFaces:
         """Images of each identity in `block` (int64, length <= BLOCK_IDENTITIES)."""
         n = min(BLOCK_IDENTITIES, self.identities - block * BLOCK_IDENTITIES)
         rng = np.random.default_rng([self.seed, block, _COUNTS])
-        return draw_counts(rng, n, self.per_identity, self._shape, self.fixed_counts)
+        # always a full block's draws, so a partial last block is a prefix of a full one
+        full = draw_counts(rng, BLOCK_IDENTITIES, self.per_identity, self._shape,
+                           self.fixed_counts)
+        return full[:n]
 
     def num_rows(self) -> int:
         """Total rows, from the counts streams alone (no vectors drawn)."""
@@ -112,38 +116,40 @@ class SyntheticFaces:
 
     def _generate(self, blocks: list[tuple[int, np.ndarray]], rows: int,
                   normalize: bool) -> SynthChunk:
-        """Draw the blocks' centres, image scales and noise (eigenbasis, unit variance),
-        then map both into the embedding space with one matrix product each."""
+        """Per block: draw centres, image scales and unit noise in the eigenbasis, map them
+        into the embedding space (one matrix product each), add the offset.
+
+        Every block is computed on its own, so its rows are bit-identical however blocks
+        are grouped into chunks (a resumed run matches an uninterrupted one exactly).
+        """
         m = self.model
         noise_map = m.noise_scale[:, None] * m.basis.T  # diag(sd) U^T, (D, D)
         centre_map = m.centre_scale[:, None] * m.basis.T
         sigma = np.float32(m.sigma)
-        z = np.empty((rows, self.dim), dtype=np.float32)
-        scale = np.empty(rows, dtype=np.float32)
-        centres, local_ids = [], []
+        x = np.empty((rows, self.dim), dtype=np.float32)
         identity_ids = np.empty(rows, dtype=np.int64)
         image_ids = np.empty(rows, dtype=np.int64)
-        at = first = 0
+        at = 0
         for b, counts in blocks:
-            rng = np.random.default_rng([self.seed, b, _VECTORS])
+            # one stream per kind of draw: a block's first identities get the same values
+            # whether or not the block is complete
+            streams = [np.random.default_rng([self.seed, b, tag]) for tag in _VECTOR_STREAMS]
             n = int(counts.sum())
-            centres.append(rng.standard_normal((len(counts), self.dim), dtype=np.float32))
-            rng.standard_normal(out=scale[at:at + n], dtype=np.float32)
-            rng.standard_normal(out=z[at:at + n], dtype=np.float32)
+            centres = streams[0].standard_normal((len(counts), self.dim), dtype=np.float32)
+            scale = streams[1].standard_normal(n, dtype=np.float32)
+            scale *= sigma
+            scale -= sigma * sigma
+            np.exp(scale, out=scale)  # lognormal, E[s^2] = 1
+            part = x[at:at + n]
+            np.matmul(streams[2].standard_normal((n, self.dim), dtype=np.float32), noise_map,
+                      out=part)
+            part *= scale[:, None]
+            part += np.repeat(centres @ centre_map, counts, axis=0)
+            part += m.mean
             local = np.repeat(np.arange(len(counts)), counts)
-            local_ids.append(first + local)
             identity_ids[at:at + n] = b * BLOCK_IDENTITIES + local
             image_ids[at:at + n] = np.arange(n) - (np.cumsum(counts) - counts)[local]
             at += n
-            first += len(counts)
-        scale *= sigma
-        scale -= sigma * sigma
-        np.exp(scale, out=scale)  # lognormal, E[s^2] = 1
-        x = z @ noise_map
-        del z
-        x *= scale[:, None]
-        x += (np.concatenate(centres) @ centre_map)[np.concatenate(local_ids)]
-        x += m.mean
         if normalize:
             x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
         return SynthChunk(identity_ids, image_ids, x)
@@ -172,13 +178,20 @@ class SyntheticFaces:
 
 def iter_synthetic(identities: int, per_identity: float, dim: int = 128, seed: int = 0,
                    chunk_rows: int = CHUNK_ROWS, normalize: bool = True,
-                   fixed_counts: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                   fixed_counts: bool = False, model: SynthModel | None = None,
+                   chunk_identities: int | None = None
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (labels object array of str (n,), vectors float32 (n, D)) chunks.
 
     Vectors are L2-normalised unless normalize=False (raw: mu + centre + noise). The same
-    arguments give the same rows in the same order, whatever chunk_rows is.
+    arguments give the same rows in the same order, whatever chunk_rows is. `model`: a
+    prebuilt build_model(dim), to skip solving it again. chunk_identities, when given,
+    sets chunk_rows to about that many identities' rows. Chunks hold whole blocks of
+    BLOCK_IDENTITIES identities.
     """
-    gen = SyntheticFaces(identities, per_identity, dim, seed, fixed_counts)
+    if chunk_identities is not None:
+        chunk_rows = max(1, round(chunk_identities * per_identity))
+    gen = SyntheticFaces(identities, per_identity, dim, seed, fixed_counts, model)
     for chunk in gen.chunks(chunk_rows, normalize):
         yield gen.identity_names(chunk).to_numpy(zero_copy_only=False), chunk.vectors
 

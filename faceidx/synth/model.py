@@ -132,7 +132,7 @@ def angular_second_moments(lam: np.ndarray) -> np.ndarray:
     """
     lam = np.asarray(lam, dtype=np.float64)
     lam = lam / lam.sum()
-    log_t = np.linspace(-12.0, 14.0, 2601)
+    log_t = np.linspace(-30.0, 40.0, 3501)  # wide enough for D = 2's 1/t tail
     t = np.exp(log_t)[:, None]
     one = 1.0 + 2.0 * t * lam[None, :]
     log_prod = -0.5 * np.log(one).sum(axis=1, keepdims=True)

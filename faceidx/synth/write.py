@@ -74,7 +74,10 @@ def write_faces(gen: SyntheticFaces, out_dir: str | os.PathLike, shard_rows: int
                 if skip:
                     names, sources, vectors = names[skip:], sources[skip:], vectors[skip:]
                     skip = 0
-                writer.write(vectors, identities=names, sources=sources)
+                # face_id = row number, so a resumed run equals an uninterrupted one
+                writer.write(vectors, identities=names, sources=sources,
+                             face_ids=np.arange(done, done + len(vectors), dtype=np.int64))
+                done += len(vectors)
                 bar.update(len(vectors))
     result = writer.result
     seconds = time.perf_counter() - started
