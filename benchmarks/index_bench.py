@@ -1,0 +1,198 @@
+"""Index benchmark: faceidx build + search vs exact FAISS search, on a synthetic collection.
+
+    python benchmarks/synth_write.py ...   # or: faceidx synth --out syn1m ...
+    python benchmarks/index_bench.py --collection syn1m --work /tmp/w1m --out bench-out
+
+Prints one JSON line per measurement and writes bench-out/index_recall_qps.png.
+Queries are rows sampled from the collection; each query's own row is excluded from
+both the exact and the approximate results (the same protocol as build-time tuning).
+Measured per setting: recall@1 / recall@10 against exact top-10, rank-1 identity
+agreement with exact search, batch QPS, single-query latency (1 thread), bytes per
+vector (FAISS part resident in RAM; whole directory on disk), plus the build's train
+time, add throughput (vs bare FAISS add of the same vectors into the same trained
+index) and peak RSS (the build runs as a child process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build(collection: Path, index_dir: Path, spec: str) -> dict:
+    """Run `faceidx build` as a child process; wall time and the child's peak RSS."""
+    if (index_dir / "manifest.json").exists():
+        m = json.loads((index_dir / "manifest.json").read_text())
+        if m.get("complete"):
+            return {"reused": True}
+    t0 = time.perf_counter()
+    cmd = [str(Path(sys.executable).parent / "faceidx"), "-q", "build", str(collection), "--out",
+           str(index_dir), "--index-spec", spec, "--json"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"build_seconds": round(wall, 1), "build_peak_rss_bytes": peak}
+
+
+def exact_truth(vectors: np.ndarray, qrows: np.ndarray, k: int):
+    """Exact top-k rows (self excluded) with IndexFlatIP, and its batch/single timings."""
+    import faiss
+
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    q = vectors[qrows]
+    t0 = time.perf_counter()
+    _, rows = flat.search(q, k + 1)
+    batch = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    lat = []
+    for i in range(min(20, len(q))):
+        t1 = time.perf_counter()
+        flat.search(q[i:i + 1], k + 1)
+        lat.append(time.perf_counter() - t1)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return drop_self(rows, qrows, k), len(q) / batch, float(np.median(lat))
+
+
+def drop_self(rows: np.ndarray, qrows: np.ndarray, k: int) -> np.ndarray:
+    out = np.full((len(rows), k), -1, np.int64)
+    for i, (r, own) in enumerate(zip(rows, qrows, strict=True)):
+        kept = r[r != own][:k]
+        out[i, :len(kept)] = kept
+    return out
+
+
+def measure(reader, vectors, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
+    """Recall and speed of reader at one setting (search rows: k+1 to drop self)."""
+    q = vectors[qrows]
+    unit = reader._check(q)
+    t0 = time.perf_counter()
+    _, rows = reader.search_rows(unit, k + 1, nprobe, (k + 1) * k_factor)
+    batch = time.perf_counter() - t0
+    lat = []
+    for i in range(min(100, len(q))):
+        t1 = time.perf_counter()
+        reader.search_rows(unit[i:i + 1], k + 1, nprobe, (k + 1) * k_factor)
+        lat.append(time.perf_counter() - t1)
+    got = drop_self(rows, qrows, k)
+    r1 = float(np.mean(got[:, 0] == truth[:, 0]))
+    r10 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth, strict=True)]))
+    agree = float(np.mean(ident[got[:, 0]] == ident[truth[:, 0]]))
+    return {"nprobe": nprobe, "k_factor": k_factor, "recall@1": round(r1, 4),
+            "recall@10": round(r10, 4), "rank1_identity_agreement": round(agree, 4),
+            "qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3)}
+
+
+def bare_add(index_dir: Path, vectors: np.ndarray) -> float:
+    """Vectors/s of a bare FAISS add_with_ids of all vectors into the trained index."""
+    import faiss
+
+    index = faiss.read_index(str(index_dir / "trained.index"))
+    t0 = time.perf_counter()
+    index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+    return len(vectors) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--collection", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True, help="where the index is built")
+    ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    ap.add_argument("--spec", default="auto")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--nprobes", default="8,16,32,64,128,256")
+    ap.add_argument("--no-bare-add", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from faceidx.index import open_index
+
+    index_dir = args.work / "idx"
+    args.work.mkdir(parents=True, exist_ok=True)
+    b = build(args.collection, index_dir, args.spec)
+    reader = open_index(index_dir)
+    m = reader.manifest
+    n = reader.ntotal
+    label = f"n={n}"
+    vectors = np.concatenate([np.asarray(s.vectors) for s in reader.store.shards])
+    codes = []
+    for s in reader.store.shards:
+        names = np.asarray([s.names.get(i) for i in range(len(s.names))] + ["<none>"], object)
+        codes.append(names[np.asarray(s.codes)])
+    ident = np.concatenate(codes)
+    ram = sum((index_dir / s["dir"] / "index.faiss").stat().st_size for s in m["shards"])
+    add_s = m["build"].get("add_seconds")
+    emit({"bench": "index_build", "n": n, "factory": m["factory"], **b,
+          "train_seconds": m["build"].get("train", {}).get("train_seconds"),
+          "add_vectors_per_s": round(n / add_s, 1) if add_s else None,
+          "index_ram_bytes_per_vector": round(ram / n, 2),
+          "disk_bytes_per_vector": round(dir_bytes(index_dir) / n, 2),
+          "tuned": m["search"], "tuned_agreement": m["tuning"].get("agreement")})
+    if not args.no_bare_add:
+        rate = bare_add(index_dir, vectors)
+        stream = n / add_s if add_s else None
+        emit({"bench": "add_throughput", "n": n, "factory": m["factory"],
+              "bare_faiss_vectors_per_s": round(rate, 1),
+              "faceidx_streaming_vectors_per_s": round(stream, 1) if stream else None,
+              "ratio": round(stream / rate, 3) if stream else None})
+    rng = np.random.default_rng(1)
+    qrows = np.sort(rng.choice(n, size=min(args.queries, n), replace=False))
+    truth, exact_qps, exact_lat = exact_truth(vectors, qrows, 10)
+    emit({"bench": "index_search", "n": n, "index": "IndexFlatIP (exact)", "recall@1": 1.0,
+          "recall@10": 1.0, "rank1_identity_agreement": 1.0, "qps": round(exact_qps, 1),
+          "single_query_ms": round(exact_lat * 1e3, 3), "ram_bytes_per_vector": 4 * vectors.shape[1]})
+    rows = []
+    kf = int(m["search"]["k_factor"])
+    settings = sorted({(int(p), kf) for p in args.nprobes.split(",")}
+                      | {(int(m["search"]["nprobe"]), kf)})
+    for nprobe, k_factor in settings:
+        r = measure(reader, vectors, qrows, truth, ident, nprobe, k_factor)
+        r.update({"bench": "index_search", "n": n, "index": f"faceidx {m['factory']}",
+                  "tuned": (nprobe, k_factor) == (m["search"]["nprobe"], kf),
+                  "qps_vs_exact": round(r["qps"] / exact_qps, 1),
+                  "ram_bytes_per_vector": round(ram / n, 2)})
+        emit(r)
+        rows.append(r)
+    plot(rows, exact_qps, args.out / f"index_recall_qps_{n}.png", label)
+
+
+def plot(rows: list[dict], exact_qps: float, path: Path, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    qps = [r["qps"] for r in rows]
+    ax.plot(qps, [r["rank1_identity_agreement"] for r in rows], "o-", label="rank-1 identity agreement")
+    ax.plot(qps, [r["recall@10"] for r in rows], "s--", label="recall@10")
+    for r in rows:
+        ax.annotate(str(r["nprobe"]), (r["qps"], r["rank1_identity_agreement"]), fontsize=7)
+    ax.axvline(exact_qps, color="grey", ls=":", label="IndexFlatIP exact QPS")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per second (batch)")
+    ax.set_ylabel("vs exact search")
+    ax.set_title(f"faceidx index, {label} (labels: nprobe)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
