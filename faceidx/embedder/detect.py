@@ -11,6 +11,7 @@ receives chips (150x150x3 uint8 each), so the model can run there undisturbed.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -63,6 +64,18 @@ def _keep(x):
     return x
 
 
+def _die_with_parent(_worker_id: int) -> None:
+    """Linux: a worker gets SIGKILL when its parent dies (kill -9 leaves no orphan)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            log.debug("prctl unavailable; orphaned workers will not be killed")
+
+
 def iter_detections(items: Sequence[SourceItem], detector: str = "hog", policy: str = "largest",
                     workers: int = 0, prefetch: int = 8) -> Iterator[Detection]:
     """Detections for `items`, in order; `workers` > 0 runs them in worker processes."""
@@ -84,5 +97,6 @@ def iter_detections(items: Sequence[SourceItem], detector: str = "hog", policy: 
         num_workers=workers,
         collate_fn=_keep,
         prefetch_factor=prefetch,
+        worker_init_fn=_die_with_parent,
     )
     yield from loader
