@@ -4,13 +4,15 @@
 
 Writes OUT/synth-write (replaced on every run) with identities = rows / per-identity,
 so the row count is about --rows (the long tail of images per identity makes it vary
-by a few percent). Prints one JSON line.
+by a few percent). Prints one JSON line: rows/s (wall), CPU seconds of all threads (the
+figure to compare on a shared machine), peak RSS, bytes on disk, and the 1-minute load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -39,12 +41,18 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"{target} exists and is not a collection written by this benchmark")
         shutil.rmtree(target)
     identities = max(1, round(args.rows / args.per_identity))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     summary = write_synthetic(target, identities, args.per_identity, dim=args.dim, seed=args.seed,
                               dtype="float16" if args.float16 else "float32")
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kib = usage.ru_maxrss  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before  # all threads; robust to a busy machine
     print(json.dumps({
         "benchmark": "synth_write", "rows": summary["rows"], "seconds": summary["seconds"],
         "rows_per_s": summary["rows_per_s"], "peak_rss_mb": round(peak_kib / 1024, 1),
+        "cpu_seconds": round(cpu, 2), "cpu_us_per_row": round(cpu / summary["rows"] * 1e6, 2),
+        "load_avg_1m": os.getloadavg()[0],
         "bytes": summary["bytes"], "dim": args.dim, "per_identity": args.per_identity,
         "identities": identities, "dtype": summary["dtype"], "shards": summary["shards"],
     }))
