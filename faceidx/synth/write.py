@@ -9,6 +9,7 @@ Generation of the next chunk runs in a worker thread while the current one is wr
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -98,8 +99,13 @@ def synth_report(gen: SyntheticFaces, max_rows: int = 20_000, max_identities: in
     next to the targets and the solved model parameters."""
     raw, labels = sample_raw(gen, max_rows, max_identities)
     stored = raw / np.linalg.norm(raw, axis=1, keepdims=True)
-    return {"targets": target_stats(gen.model.targets), "raw": report_stats(raw, labels),
-            "stored": report_stats(stored, labels), "model": gen.model.describe()}
+    return {"targets": target_stats(gen.model.targets), "raw": _json_safe(report_stats(raw, labels)),
+            "stored": _json_safe(report_stats(stored, labels)), "model": gen.model.describe()}
+
+
+def _json_safe(stats: dict) -> dict:
+    """NaN (a statistic with no pairs, e.g. same-person cosine at one image each) as None."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in stats.items()}
 
 
 def _check_request(path: Path, request: dict, resume: bool) -> None:
