@@ -67,6 +67,7 @@ class SyntheticFaces:
         self.seed = seed
         self.fixed_counts = fixed_counts
         self.model = model or build_model(dim)
+        log.debug("synthetic face model: %s", self.model.describe())
         self._shape = None if fixed_counts or per_identity == 1 else solve_shape(per_identity)
         self._id_digits = max(ID_DIGITS, len(str(identities - 1)))
         cap = count_cap(per_identity) if not fixed_counts else max(1, round(per_identity))

@@ -60,7 +60,7 @@ def write_faces(gen: SyntheticFaces, out_dir: str | os.PathLike, shard_rows: int
     out = Path(out_dir)
     request = gen.request()
     _check_request(out / REQUEST_NAME, request, resume)
-    total = gen.num_rows()
+    total = gen.num_rows() if progress else None  # a pass over the counts streams
     started = time.perf_counter()
     with CollectionWriter(out, gen.meta(dtype), shard_rows=shard_rows, resume=resume,
                           validate=False) as writer:  # finite unit rows by construction
