@@ -54,13 +54,22 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (default: the usable cores); return the number set.
+def cpu_threads_for(cores: int, reserve: int = 0) -> int:
+    """Torch threads for `cores` usable cores when `reserve` of them are kept for other work
+    (e.g. decode/detect worker processes): the rest, at least one."""
+    return max(1, cores - max(0, reserve))
 
-    On a 2-core box both cores are used: one batch of 64 chips keeps them busy, and the
-    decode/detect workers of the pipeline are separate processes.
+
+def configure_cpu_threads(threads: int | None = None, reserve: int = 0) -> int:
+    """Set torch's intra-op threads; return the number set.
+
+    Default: the usable cores minus `reserve` (2 on an idle 2-core box; 1 when one core
+    is reserved for a detection worker). More threads than free cores hurts a lot with
+    OpenMP's default busy-waiting: run with OMP_WAIT_POLICY=PASSIVE (the Makefile sets
+    it), measured in benchmarks/embed_speed.py on a loaded 2-core box: 2 threads fell to
+    1.4-14 faces/s without it and stayed at ~29 faces/s with it.
     """
-    n = threads if threads and threads > 0 else usable_cores()
+    n = threads if threads and threads > 0 else cpu_threads_for(usable_cores(), reserve)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -216,3 +216,25 @@ def test_inference_copy_matches_and_follows_weight_changes(random_net):
     net.train()
     with torch.inference_mode():
         assert model.runner() is net
+
+
+def test_device_resolution_and_threads():
+    from faceidx.embedder.device import (
+        DeviceUnavailableError,
+        configure_cpu_threads,
+        cpu_threads_for,
+        resolve_device,
+    )
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    assert [cpu_threads_for(2, r) for r in (0, 1, 2, 5)] == [2, 1, 1, 1]
+    assert cpu_threads_for(16, 4) == 12
+    before = torch.get_num_threads()
+    try:
+        assert configure_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
