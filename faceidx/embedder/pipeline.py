@@ -229,8 +229,11 @@ class _FailureLog:
         self._fh = None
 
     def __enter__(self) -> _FailureLog:
-        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and \
-            self.path.read_bytes()[-1:] != b"\n"
+        needs_newline = False
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                needs_newline = fh.read(1) != b"\n"
         self._fh = open(self.path, "a", encoding="utf-8")
         if needs_newline:  # a line cut by a kill: end it so the next one parses
             self._fh.write("\n")

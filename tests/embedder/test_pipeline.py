@@ -183,3 +183,15 @@ def test_detector_none_on_aligned_crops(shared_data, tmp_path):
     batch = open_collection(tmp_path / "orl").read_all()
     assert np.isnan(batch.extra["det_score"]).all()
     assert [tuple(b) for b in batch.extra["box"]] == [(0, 0, 91, 111)] * 3
+
+
+def test_a_failure_line_cut_by_a_kill_is_redone(small_tree, tmp_path):
+    items = list_source(small_tree)
+    out = tmp_path / "emb"
+    embed_source(items, out, TinyFaceModel(), device="cpu")
+    path = out / "failures.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # the last line cut mid-way
+    again = embed_source(items, out, TinyFaceModel(), device="cpu")
+    assert again.processed == 1 and sum(again.failures.values()) == 1
+    assert len(read_failures(path)) == 3 and again.rows_total == 4
