@@ -1,9 +1,42 @@
 #!/usr/bin/env bash
-# The end-to-end demo. Run through `make demo` (which installs first).
+# The end-to-end demo: embed faces, build an index, calibrate its open-set threshold on
+# held-out people, then ask it about people it knows and people it has never seen.
+# Run through `make demo` (which installs first and puts the venv's bin on PATH).
+# Real faces from ../shared/data/lfw-subset when present; synthetic embeddings otherwise.
 set -euo pipefail
 out=${DEMO_OUT:-demo-out}
+data=${DEMO_DATA:-../shared/data}
 rm -rf "$out"; mkdir -p "$out"
-echo "== synthesising a small collection of realistic face embeddings"
-faceidx --quiet synth --out "$out/synth" --identities 2000 --per-identity 5 --seed 0 --report
-echo "== faceidx info"
-faceidx info "$out/synth"
+start=$(date +%s)
+
+if [ -d "$data/lfw-subset" ]; then
+  echo "== REAL FACES: a subset of LFW from $data/lfw-subset"
+  python scripts/demo_data.py select "$data/lfw-subset" --out "$out" \
+    --enrolled 300 --others 200 --singletons 500 --per-person 4 --probes 6
+  echo "== faceidx embed (dlib HOG detection + 5-point alignment + the dlib ResNet ported to torch)"
+  faceidx --quiet embed "$out/select.csv" --out "$out/faces"
+  probes=("$out/probes")
+else
+  echo "== $data not found: running on SYNTHETIC embeddings from \`faceidx synth\` (no real faces)"
+  faceidx --quiet synth --out "$out/faces" --identities 3000 --per-identity 3 --fixed-counts --seed 0
+  probes=("$out/probes")
+fi
+faceidx info "$out/faces"
+
+echo "== split: gallery (one photo per enrolled person), holdout (other people and photos)"
+python scripts/demo_data.py split "$out/faces" --out "$out" --enrolled 1000 --probes 5
+
+echo "== faceidx build"
+faceidx --quiet build "$out/gallery" --out "$out/index"
+faceidx info "$out/index"
+
+echo "== faceidx calibrate (threshold for FPIR 1% at this gallery's size; 1:1 numbers for FAR 0.1%)"
+faceidx calibrate "$out/index" --holdout "$out/holdout" --target-far 1e-3 --target-fpir 1e-2 \
+  --plots "$out/plots"
+
+echo "== faceidx query: unseen photos of enrolled people, and people never enrolled"
+echo "   (truth = the folder's name; 'unknown' is the right answer for a never-enrolled person)"
+faceidx query "$out/index" "${probes[@]}" -k 3
+
+echo "== done in $(( $(date +%s) - start )) s; plots: $out/plots/{scores,roc,openset}.png;" \
+     "calibration: $out/index/calibration.json"
