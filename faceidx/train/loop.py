@@ -12,6 +12,7 @@ the last good epoch, and `--resume` continues from them.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ import torch
 from faceidx.errors import DataError, ModelMismatchError, TrainingError
 from faceidx.io.atomic import atomic_path, write_json_atomic
 from faceidx.train.data import ChipSet, augment, to_input
-from faceidx.train.export import export_model
+from faceidx.train.export import CONFIG_NAME, export_model
 from faceidx.train.losses import TripletMarginLoss
 from faceidx.train.miners import make_miner
 from faceidx.train.sampler import BatchSizeError, PKSampler
@@ -157,11 +158,13 @@ def _bar(enabled: bool, total: int, desc: str):
 
 def train(net: torch.nn.Module, train_set: ChipSet, out_dir: str | os.PathLike, config: TrainConfig,
           validate: Validator | None = None, device: str = "cpu", resume: bool = False,
-          show_progress: bool = False, data_path: str | os.PathLike | None = None) -> TrainResult:
+          show_progress: bool = False, data_path: str | os.PathLike | None = None,
+          validate_first: bool = True) -> TrainResult:
     """Train `net` (raw embeddings from float (N, 3, 150, 150) 0..255) with the triplet loss.
 
     `validate(net) -> dict` (net in eval mode, no grad) runs before training (epoch 0)
-    and after every epoch; its keys join the history. `data_path` names DATA in errors.
+    (unless `validate_first` is false) and after every epoch; its keys join the history.
+    `data_path` names DATA in errors.
     Raises DataError when the batches cannot be formed, ModelMismatchError when the
     checkpoint to resume is of another architecture, TrainingError on a NaN loss.
     """
@@ -188,7 +191,7 @@ def train(net: torch.nn.Module, train_set: ChipSet, out_dir: str | os.PathLike, 
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"]) + 1
         log.info("resuming after epoch %d from %s", start - 1, paths["checkpoint"])
-    elif validate is not None:
+    elif validate is not None and validate_first:
         history.append({"epoch": 0, **_run_validation(net, validate)})
 
     model_config: dict = {}
@@ -204,6 +207,8 @@ def train(net: torch.nn.Module, train_set: ChipSet, out_dir: str | os.PathLike, 
         model_config = export_model(out_dir, net, config.architecture, config.embedding_dim,
                                     config.base, extra={"training": {"epochs": epoch, "mining": config.mining,
                                                                      "margin": config.margin}})
+    if not model_config and (Path(out_dir) / CONFIG_NAME).exists():  # resumed a finished run
+        model_config = json.loads((Path(out_dir) / CONFIG_NAME).read_text())
     curves = plot_curves(history, paths["curves"]) if history else None
     return TrainResult(history, Path(out_dir), paths["checkpoint"], curves, model_config)
 

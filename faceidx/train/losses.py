@@ -24,6 +24,7 @@ class TripletMarginLoss(torch.nn.Module):
     """`loss(embeddings (n, D), labels (n,)) -> Reduced`: mine, score each triplet, reduce.
 
     The miner defaults to batch-all and the reducer to the mean over active triplets.
+    Non-finite embeddings give a NaN loss (for the caller to stop on), never a silent 0.
     """
 
     def __init__(self, margin: float = 0.2, miner: TripletMiner | None = None,
@@ -36,6 +37,9 @@ class TripletMarginLoss(torch.nn.Module):
         self.reducer = reducer if reducer is not None else MeanNonZeroReducer()
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Reduced:
+        if not bool(torch.isfinite(embeddings.detach()).all()):
+            # NaN/inf compare false everywhere, so mining would find nothing and hide them
+            return Reduced(torch.full((), float("nan"), device=embeddings.device), 0, 0)
         triplets = self.miner(embeddings, labels)
         losses = triplet_losses(embeddings, triplets, self.margin)
         return self.reducer(losses, triplets.candidates)

@@ -157,3 +157,9 @@ def test_bad_shapes_and_names_are_rejected():
         make_miner("hardest", 0.2)
     with pytest.raises(ValueError, match="margin"):
         TripletMarginLoss(margin=0.0)
+
+
+def test_non_finite_embeddings_give_nan_loss_not_zero():
+    x, labels = _batch(2)
+    x[3, 0] = float("nan")
+    assert torch.isnan(TripletMarginLoss(MARGIN)(x, labels).loss)
