@@ -36,7 +36,7 @@ def synth(out: Path, identities: int, per_identity: float, dim: int, seed: int, 
     """Write synthetic face embeddings with the statistics of real ones.
 
     Vectors follow the pretrained dlib 128-D model on LFW: a large common mean,
-    identity centres spread over ~35 effective directions, heavy-tailed per-image
+    identity centres spread over ~32 effective directions, heavy-tailed per-image
     noise; stored L2-normalised (model synthetic-face-v1). Streams: memory stays
     bounded at any size. Same arguments, same output.
 

@@ -133,6 +133,8 @@ def test_same_seed_same_output_whatever_the_chunk_size(model16):
     labels_c, vec_c = _collect(chunk_rows=100_000, **kw)
     assert np.array_equal(vec_a, vec_b) and np.array_equal(labels_a, labels_b)
     assert np.array_equal(labels_a, labels_c) and np.array_equal(vec_a, vec_c)
+    labels_e, vec_e = _collect(chunk_identities=2000, **kw)
+    assert np.array_equal(labels_a, labels_e) and np.array_equal(vec_a, vec_e)
     labels_d, vec_d = _collect(chunk_rows=500, **{**kw, "seed": 8})
     assert not np.array_equal(labels_a[:10], labels_d[:10])
     assert vec_a.shape[0] != vec_d.shape[0] or not np.allclose(vec_a, vec_d)
