@@ -133,3 +133,21 @@ def test_synth_refuses_to_overwrite_without_resume(runner, tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, [*args, "--resume"])  # finished already: nothing to add
     assert result.exit_code == 0, result.output
+
+
+def test_prefetch_keeps_order_passes_errors_and_stops_its_worker():
+    import threading
+
+    assert list(synth_write._prefetch(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        list(synth_write._prefetch(failing()))
+    before = threading.active_count()
+    for item in synth_write._prefetch(iter(range(1000))):
+        if item == 3:
+            break  # the consumer stops early: the producer must not stay blocked
+    assert threading.active_count() <= before
