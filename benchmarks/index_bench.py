@@ -50,21 +50,42 @@ def build(collection: Path, index_dir: Path, spec: str) -> dict:
     return {"build_seconds": round(wall, 1), "build_peak_rss_bytes": peak}
 
 
-def exact_truth(vectors: np.ndarray, qrows: np.ndarray, k: int):
-    """Exact top-k rows (self excluded) with IndexFlatIP, and its batch/single timings."""
+def exact_truth(reader, q: np.ndarray, qrows: np.ndarray, k: int, in_memory: bool):
+    """Exact top-k rows (self excluded) by inner product, and batch/single timings.
+
+    in_memory: one IndexFlatIP over all vectors (the usual peer). Otherwise the same
+    exact scan streamed over 1M-row blocks read from the row store, with FAISS's
+    ResultHeap merging per-block IndexFlatIP results (bounded RAM, e.g. at 10M).
+    """
     import faiss
 
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    q = vectors[qrows]
+    def search(xq):
+        if in_memory:
+            return flat.search(xq, k + 1)[1]
+        heap = faiss.ResultHeap(len(xq), k + 1, keep_max=True)
+        for shard in reader.store.shards:
+            for lo, block in shard.vector_blocks(1 << 20):
+                d, i = faiss.knn(xq, block, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+                heap.add_result(d, i + shard.row_offset + lo)
+        heap.finalize()
+        return heap.I
+
+    flat = None
+    if in_memory:
+        flat = faiss.IndexFlatIP(q.shape[1])
+        for shard in reader.store.shards:
+            for _, block in shard.vector_blocks(1 << 20):
+                flat.add(block)
+    if in_memory:
+        search(q[:50])  # warm-up
     t0 = time.perf_counter()
-    _, rows = flat.search(q, k + 1)
+    rows = search(q)
     batch = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
     lat = []
-    for i in range(min(20, len(q))):
+    for i in range(min(20 if in_memory else 5, len(q))):
         t1 = time.perf_counter()
-        flat.search(q[i:i + 1], k + 1)
+        search(q[i:i + 1])
         lat.append(time.perf_counter() - t1)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     return drop_self(rows, qrows, k), len(q) / batch, float(np.median(lat))
@@ -78,10 +99,10 @@ def drop_self(rows: np.ndarray, qrows: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def measure(reader, vectors, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
+def measure(reader, q, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
     """Recall and speed of reader at one setting (search rows: k+1 to drop self)."""
-    q = vectors[qrows]
     unit = reader._check(q)
+    reader.search_rows(unit, k + 1, nprobe, (k + 1) * k_factor)  # warm-up (page faults)
     t0 = time.perf_counter()
     _, rows = reader.search_rows(unit, k + 1, nprobe, (k + 1) * k_factor)
     batch = time.perf_counter() - t0
@@ -99,14 +120,19 @@ def measure(reader, vectors, qrows, truth, ident, nprobe, k_factor, k=10) -> dic
             "qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3)}
 
 
-def bare_add(index_dir: Path, vectors: np.ndarray) -> float:
-    """Vectors/s of a bare FAISS add_with_ids of all vectors into the trained index."""
+def bare_add(reader, index_dir: Path) -> float:
+    """Vectors/s of bare FAISS add_with_ids of every vector (blocks already in RAM)."""
     import faiss
 
     index = faiss.read_index(str(index_dir / "trained.index"))
-    t0 = time.perf_counter()
-    index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
-    return len(vectors) / (time.perf_counter() - t0)
+    spent = 0.0
+    for shard in reader.store.shards:
+        for lo, block in shard.vector_blocks(1 << 20):
+            ids = np.arange(len(block), dtype=np.int64) + shard.row_offset + lo
+            t0 = time.perf_counter()
+            index.add_with_ids(block, ids)
+            spent += time.perf_counter() - t0
+    return index.ntotal / spent
 
 
 def main() -> None:
@@ -118,6 +144,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nprobes", default="8,16,32,64,128,256")
     ap.add_argument("--no-bare-add", action="store_true")
+    ap.add_argument("--exact-in-memory", type=int, default=2_000_000,
+                    help="largest n searched exactly with one in-RAM IndexFlatIP")
+    ap.add_argument("--hnswlib", action="store_true", help="also build an hnswlib peer (M=16)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from faceidx.index import open_index
@@ -129,7 +158,6 @@ def main() -> None:
     m = reader.manifest
     n = reader.ntotal
     label = f"n={n}"
-    vectors = np.concatenate([np.asarray(s.vectors) for s in reader.store.shards])
     codes = []
     for s in reader.store.shards:
         names = np.asarray([s.names.get(i) for i in range(len(s.names))] + ["<none>"], object)
@@ -144,7 +172,7 @@ def main() -> None:
           "disk_bytes_per_vector": round(dir_bytes(index_dir) / n, 2),
           "tuned": m["search"], "tuned_agreement": m["tuning"].get("agreement")})
     if not args.no_bare_add:
-        rate = bare_add(index_dir, vectors)
+        rate = bare_add(reader, index_dir)
         stream = n / add_s if add_s else None
         emit({"bench": "add_throughput", "n": n, "factory": m["factory"],
               "bare_faiss_vectors_per_s": round(rate, 1),
@@ -152,26 +180,70 @@ def main() -> None:
               "ratio": round(stream / rate, 3) if stream else None})
     rng = np.random.default_rng(1)
     qrows = np.sort(rng.choice(n, size=min(args.queries, n), replace=False))
-    truth, exact_qps, exact_lat = exact_truth(vectors, qrows, 10)
-    emit({"bench": "index_search", "n": n, "index": "IndexFlatIP (exact)", "recall@1": 1.0,
+    q = reader.store.gather(qrows, "vectors")
+    in_memory = n <= args.exact_in_memory
+    truth, exact_qps, exact_lat = exact_truth(reader, q, qrows, 10, in_memory)
+    exact_name = "IndexFlatIP (exact)" if in_memory else "IndexFlatIP over streamed 1M blocks (exact)"
+    emit({"bench": "index_search", "n": n, "index": exact_name, "recall@1": 1.0,
           "recall@10": 1.0, "rank1_identity_agreement": 1.0, "qps": round(exact_qps, 1),
-          "single_query_ms": round(exact_lat * 1e3, 3), "ram_bytes_per_vector": 4 * vectors.shape[1]})
+          "single_query_ms": round(exact_lat * 1e3, 3), "ram_bytes_per_vector": 4 * q.shape[1]})
     rows = []
     kf = int(m["search"]["k_factor"])
     settings = sorted({(int(p), kf) for p in args.nprobes.split(",")}
                       | {(int(m["search"]["nprobe"]), kf)})
     for nprobe, k_factor in settings:
-        r = measure(reader, vectors, qrows, truth, ident, nprobe, k_factor)
+        r = measure(reader, q, qrows, truth, ident, nprobe, k_factor)
         r.update({"bench": "index_search", "n": n, "index": f"faceidx {m['factory']}",
                   "tuned": (nprobe, k_factor) == (m["search"]["nprobe"], kf),
                   "qps_vs_exact": round(r["qps"] / exact_qps, 1),
                   "ram_bytes_per_vector": round(ram / n, 2)})
         emit(r)
         rows.append(r)
-    plot(rows, exact_qps, args.out / f"index_recall_qps_{n}.png", label)
+    peers = []
+    if args.hnswlib:
+        peers = hnswlib_peer(reader, q, qrows, truth, ident)
+        for r in peers:
+            emit(r)
+    plot(rows, exact_qps, args.out / f"index_recall_qps_{n}.png", label, peers)
 
 
-def plot(rows: list[dict], exact_qps: float, path: Path, label: str) -> None:
+def hnswlib_peer(reader, q, qrows, truth, ident, k=10, m=16, ef_construction=100):
+    """hnswlib (M=16) over the same unit vectors, inner product; rows per efSearch."""
+    import hnswlib
+
+    n, dim = reader.ntotal, q.shape[1]
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.init_index(max_elements=n, M=m, ef_construction=ef_construction, random_seed=0)
+    t0 = time.perf_counter()
+    for shard in reader.store.shards:
+        for lo, block in shard.vector_blocks(1 << 18):
+            index.add_items(block, np.arange(len(block)) + shard.row_offset + lo, num_threads=2)
+    build_s = time.perf_counter() - t0
+    out = []
+    for ef in (32, 64, 128, 256):
+        index.set_ef(ef)
+        t1 = time.perf_counter()
+        rows, _ = index.knn_query(q, k + 1, num_threads=2)
+        batch = time.perf_counter() - t1
+        lat = []
+        for i in range(min(100, len(q))):
+            t2 = time.perf_counter()
+            index.knn_query(q[i:i + 1], k + 1, num_threads=1)
+            lat.append(time.perf_counter() - t2)
+        got = drop_self(rows.astype(np.int64), qrows, k)
+        out.append({"bench": "index_search", "n": n, "index": f"hnswlib M={m}", "ef": ef,
+                    "recall@1": round(float(np.mean(got[:, 0] == truth[:, 0])), 4),
+                    "recall@10": round(float(np.mean([len(set(a) & set(b)) / k
+                                                      for a, b in zip(got, truth, strict=True)])), 4),
+                    "rank1_identity_agreement": round(float(np.mean(ident[got[:, 0]] == ident[truth[:, 0]])), 4),
+                    "qps": round(len(q) / batch, 1),
+                    "single_query_ms": round(float(np.median(lat)) * 1e3, 3),
+                    "build_seconds": round(build_s, 1)})
+    return out
+
+
+def plot(rows: list[dict], exact_qps: float, path: Path, label: str,
+         peers: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,6 +256,9 @@ def plot(rows: list[dict], exact_qps: float, path: Path, label: str) -> None:
     ax.plot(qps, [r["recall@10"] for r in rows], "s--", label="recall@10")
     for r in rows:
         ax.annotate(str(r["nprobe"]), (r["qps"], r["rank1_identity_agreement"]), fontsize=7)
+    if peers:
+        ax.plot([r["qps"] for r in peers], [r["rank1_identity_agreement"] for r in peers], "^-",
+                label="hnswlib M=16 rank-1 agreement")
     ax.axvline(exact_qps, color="grey", ls=":", label="IndexFlatIP exact QPS")
     ax.set_xscale("log")
     ax.set_xlabel("queries per second (batch)")

@@ -71,12 +71,14 @@ class IndexReader:
         q = len(unit)
         x = unit if self.mean is None else prepare(unit, self.mean)
         dists, rows = [], []
+        step = query_block(nprobe, x.shape[1])
         with threads(1 if q == 1 else None):
             for index in self.parts:
                 set_nprobe(index, nprobe)
-                d, i = index.search(x, min(n, max(index.ntotal, 1)))
-                dists.append(d)
-                rows.append(i)
+                kk = min(n, max(index.ntotal, 1))
+                got = [index.search(x[a:a + step], kk) for a in range(0, q, step)]
+                dists.append(np.concatenate([g[0] for g in got]))
+                rows.append(np.concatenate([g[1] for g in got]))
         d = np.concatenate(dists, axis=1)
         r = np.concatenate(rows, axis=1)
         d[r < 0] = np.inf
@@ -152,6 +154,19 @@ class IndexReader:
             vecs = self.store.gather(rows[valid], "vectors")
             out[valid] = np.einsum("nd,nd->n", vecs, unit[np.nonzero(valid)[0]])
         return out
+
+
+LUT_BUDGET = 64 << 20
+
+
+def query_block(nprobe: int, dim: int) -> int:
+    """Queries per FAISS call so that IVF look-up tables stay within LUT_BUDGET bytes.
+
+    Fast-scan and PQ searches build a table per (query, probed list) of up to D*16
+    floats; 1000 queries at nprobe 256 would otherwise ask for 2 GB at once.
+    """
+    per_query = max(nprobe, 1) * dim * 16 * 4
+    return int(max(8, min(4096, LUT_BUDGET // per_query)))
 
 
 def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

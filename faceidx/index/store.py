@@ -162,6 +162,22 @@ class ShardStore:
             raise DataError(f"holds {len(self.sources)} sources, expected {rows}",
                             folder / "source_offsets.npy")
 
+    def vector_blocks(self, block_rows: int = 65_536):
+        """Yield (local row offset, float32 block) read with plain file I/O.
+
+        Unlike slicing the memmap, this leaves no file pages mapped into the process,
+        so scanning every vector does not inflate the resident set.
+        """
+        dim = self.vectors.shape[1]
+        with open(self.folder / "vectors.npy", "rb") as fh:
+            for lo in range(0, self.rows, block_rows):
+                count = min(block_rows, self.rows - lo)
+                fh.seek(self.vectors.offset + lo * dim * 4)
+                block = np.fromfile(fh, dtype=np.float32, count=count * dim)
+                if len(block) != count * dim:
+                    raise DataError("vectors file is truncated", self.folder / "vectors.npy")
+                yield lo, block.reshape(count, dim)
+
     def find(self, face_ids: np.ndarray) -> np.ndarray:
         """Local rows of `face_ids` (-1 where absent)."""
         pos = np.searchsorted(self.sorted_face_ids, face_ids)

@@ -21,7 +21,7 @@ from faceidx.index.manifest import IndexManifest
 
 log = logging.getLogger(__name__)
 
-K_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+K_FACTORS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def exact_top1_other(unit: np.ndarray, query_rows: np.ndarray, store,
@@ -30,8 +30,7 @@ def exact_top1_other(unit: np.ndarray, query_rows: np.ndarray, store,
     best = np.full(len(unit), -np.inf, np.float32)
     arg = np.full(len(unit), -1, np.int64)
     for shard in store.shards:
-        for lo in range(0, shard.rows, chunk):
-            block = np.asarray(shard.vectors[lo:lo + chunk])
+        for lo, block in shard.vector_blocks(chunk):
             s = unit @ block.T
             rows = shard.row_offset + lo + np.arange(len(block))
             mine = np.flatnonzero((query_rows >= rows[0]) & (query_rows <= rows[-1]))

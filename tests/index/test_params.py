@@ -34,9 +34,9 @@ def test_nlist_respects_training_points_per_centroid():
 
 
 def test_known_points():
-    assert choose_params(1_000_000, 128).factory == "IVF4096,PQ64x4fsr"
+    assert choose_params(1_000_000, 128).factory == "IVF4096,PQ64x4fs"
     p10 = choose_params(10_000_000, 128)
-    assert p10.factory == "IVF16384_HNSW32,PQ64x4fsr"
+    assert p10.factory == "IVF16384_HNSW32,PQ64x4fs"
     assert p10.hnsw_quantizer and p10.keep_vectors and p10.pq_bits == 4
 
 
