@@ -12,7 +12,7 @@ start=$(date +%s)
 if [ -d "$data/lfw-subset" ]; then
   echo "== REAL FACES: a subset of LFW from $data/lfw-subset"
   python scripts/demo_data.py select "$data/lfw-subset" --out "$out" \
-    --enrolled 300 --others 200 --singletons 500 --per-person 4 --probes 6
+    --enrolled 250 --others 150 --singletons 400 --per-person 4 --probes 6
   echo "== faceidx embed (dlib HOG detection + 5-point alignment + the dlib ResNet ported to torch)"
   faceidx --quiet embed "$out/select.csv" --out "$out/faces"
   probes=("$out/probes")

@@ -140,7 +140,7 @@ def test_gallery_growth_warns(setup, calibrated, tmp_path):
     d, s = setup
     idx = tmp_path / "index"
     shutil.copytree(d / "index", idx)
-    x, labels, g = s["x"], s["labels"], s["gallery"]
+    x, labels = s["x"], s["labels"]
     new = np.isin(labels, np.unique(labels)[300:320])
     write_collection(tmp_path / "new", x[new], labels[new], [f"n{i}" for i in np.flatnonzero(new)])
     assert run("add", idx, tmp_path / "new").exit_code == 0
