@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 AUTOCAST_MIN_COSINE = 0.9999
-AUTOCAST_CANDIDATES = (torch.bfloat16, torch.float16)
+AUTOCAST_CANDIDATES = (torch.float16, torch.bfloat16)  # fp16 keeps 3 more mantissa bits
 
 
 class DeviceUnavailableError(FaceidxError):
@@ -98,7 +99,8 @@ def chips_to_tensor(chips: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
 
 
-def autocast_cosines(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def autocast_cosines(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     dtype: torch.dtype) -> torch.Tensor:
     """Per-row cosine between `net(x)` in fp32 and under autocast(`dtype`) on x's device."""
     with torch.inference_mode():
         ref = net(x).float()
@@ -107,14 +109,16 @@ def autocast_cosines(net: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> tor
     return F.cosine_similarity(ref, low, dim=1)
 
 
-def choose_autocast(net: nn.Module, x: torch.Tensor, min_cosine: float = AUTOCAST_MIN_COSINE,
+def choose_autocast(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                    min_cosine: float = AUTOCAST_MIN_COSINE,
                     candidates: tuple[torch.dtype, ...] = AUTOCAST_CANDIDATES,
                     ) -> tuple[torch.dtype | None, dict[str, float]]:
     """The first autocast dtype whose worst-row cosine vs fp32 on `x` is >= `min_cosine`.
 
     Returns (dtype or None for "stay fp32", {dtype name: measured worst cosine}). Only
-    CUDA is considered; on the CPU autocast is not faster for this network, so None.
-    `x` should be real chips (a batch of the data to embed), not noise.
+    CUDA is considered. On this project's CPU (no AVX-512 BF16) bf16 autocast passes the
+    parity check (worst cosine 0.99996 on 16 LFW chips) but costs 84 ms of CPU per face
+    against 9.4 ms in fp32, so the CPU stays fp32. `x` should be real chips, not noise.
     """
     measured: dict[str, float] = {}
     if x.device.type != "cuda":

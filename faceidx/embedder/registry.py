@@ -137,8 +137,8 @@ class FaceModel(nn.Module):
         Returns the measured worst cosine per dtype tried (empty on the CPU).
         """
         x = chips_to_tensor(sample_chips, self.device)
-        self.autocast_dtype = None
-        dtype, measured = choose_autocast(self.net, x)
+        self.autocast_dtype = None  # so self.raw is plain fp32 outside the autocast context
+        dtype, measured = choose_autocast(self.raw, x)
         self.autocast_dtype = dtype
         return measured
 

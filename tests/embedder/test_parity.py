@@ -76,9 +76,9 @@ def test_normalised_output_keeps_dlib_geometry(dlib_chips, port):
 
 
 def test_batch_size_does_not_change_results(dlib_chips, port):
-    chips = np.stack([c for _, c, _ in dlib_chips])
+    chips = np.stack([c for _, c, _ in dlib_chips[:3]])
     one = port.embed_chips(chips, batch_size=1, raw=True)
-    many = port.embed_chips(chips, batch_size=len(chips), raw=True)
+    many = port.embed_chips(chips, batch_size=3, raw=True)
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
@@ -101,3 +101,16 @@ def test_cuda_parity_and_autocast_check(dlib_chips):
         emb = model.embed_chips(chips)
         ref_n = ref / np.linalg.norm(ref, axis=1, keepdims=True)
         assert float(np.min(np.sum(emb * ref_n, axis=1))) >= AUTOCAST_MIN_COSINE - 1e-5
+
+
+def test_autocast_parity_check_runs_on_cpu(dlib_chips, port):
+    """The parity function itself, with bf16 on the CPU; the CPU never picks autocast."""
+    from faceidx.embedder.device import autocast_cosines, chips_to_tensor, choose_autocast
+
+    x = chips_to_tensor(np.stack([c for _, c, _ in dlib_chips[:4]]), torch.device("cpu"))
+    cos = autocast_cosines(port.raw, x, torch.bfloat16)
+    assert cos.shape == (4,)
+    assert 0.999 < float(cos.min()) and float(cos.max()) <= 1 + 1e-6
+    assert choose_autocast(port.raw, x) == (None, {})
+    assert port.enable_autocast(np.stack([c for _, c, _ in dlib_chips[:2]])) == {}
+    assert port.autocast_dtype is None
