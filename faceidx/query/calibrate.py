@@ -50,7 +50,7 @@ class CalibrationOptions:
     target_fpir: float = 1e-2
     max_genuine: int = 200_000
     max_impostor: int = 2_000_000
-    tail_k: int = 50           # identities listed per search (for the tail fit)
+    tail_k: int = 20           # identities listed per search (tail fit needs ~0.5 above u)
     folds: int = 10
     seed: int = 0
     min_support: float = 10.0  # warn below min_support / target; refuse below 1 / target
