@@ -47,12 +47,13 @@ def _register() -> None:
     from faceidx.cli.build import build, merge
     from faceidx.cli.calibrate import calibrate
     from faceidx.cli.embed import embed
+    from faceidx.cli.erase import erase
     from faceidx.cli.info import info
     from faceidx.cli.query import query
     from faceidx.cli.synth import synth
     from faceidx.cli.train import train
 
-    for command in (info, synth, embed, train, build, merge, add, calibrate, query):
+    for command in (info, synth, embed, train, build, merge, add, erase, calibrate, query):
         cli.add_command(command)
 
 

@@ -29,12 +29,19 @@ class IndexReader:
     """Read-only view of an index directory. Use :func:`open_index`."""
 
     def __init__(self, path: Path, manifest: IndexManifest, parts: list, store: RowStore,
-                 mean: np.ndarray | None):
+                 mean: np.ndarray | None, erased: np.ndarray | None = None):
         self.path = path
         self._manifest = manifest
         self.parts = parts
         self.store = store
         self.mean = mean
+        self.erased = np.empty(0, np.int64) if erased is None else erased
+
+    def _is_erased(self, rows: np.ndarray) -> np.ndarray:
+        if not len(self.erased):
+            return np.zeros(rows.shape, bool)
+        pos = np.minimum(np.searchsorted(self.erased, rows), len(self.erased) - 1)
+        return self.erased[pos] == rows
 
     @property
     def meta(self) -> CollectionMeta:
@@ -46,7 +53,7 @@ class IndexReader:
 
     @property
     def ntotal(self) -> int:
-        return self._manifest.rows
+        return self._manifest.rows - len(self.erased)
 
     @property
     def num_identities(self) -> int:
@@ -70,6 +77,8 @@ class IndexReader:
         """Approximate top-n (squared L2, global rows) over all parts, merged; -1 padded."""
         q = len(unit)
         x = unit if self.mean is None else prepare(unit, self.mean)
+        wanted = n
+        n += min(len(self.erased), n)  # over-fetch what erased rows may take
         dists, rows = [], []
         step = query_block(nprobe, x.shape[1])
         with threads(1 if q == 1 else None):
@@ -81,7 +90,9 @@ class IndexReader:
                 rows.append(np.concatenate([g[1] for g in got]))
         d = np.concatenate(dists, axis=1)
         r = np.concatenate(rows, axis=1)
+        r[self._is_erased(r)] = -1
         d[r < 0] = np.inf
+        n = wanted
         if d.shape[1] > n:
             part = np.argpartition(d, n - 1, axis=1)[:, :n]
             d = np.take_along_axis(d, part, axis=1)
@@ -136,6 +147,7 @@ class IndexReader:
         """(identities, sources) object arrays shaped like face_ids; None where unknown."""
         face_ids = np.asarray(face_ids, np.int64)
         rows = self.store.rows_of(face_ids)
+        rows[self._is_erased(rows)] = -1
         ids, srcs = self.store.identities_sources(rows)
         return ids.reshape(face_ids.shape), srcs.reshape(face_ids.shape)
 
@@ -148,6 +160,7 @@ class IndexReader:
         if len(face_ids) != len(unit):
             raise ValueError("face_ids must have one row per query")
         rows = self.store.rows_of(face_ids)
+        rows[self._is_erased(rows)] = -1
         out = np.full(rows.shape, np.nan, np.float32)
         valid = rows >= 0
         if valid.any():
@@ -217,7 +230,9 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
     mean = None
     if manifest.center:
         mean = np.load(path / "mean.npy")
-    return IndexReader(path, manifest, parts, RowStore(stores), mean)
+    from faceidx.index.erase import load_erased
+
+    return IndexReader(path, manifest, parts, RowStore(stores), mean, load_erased(path))
 
 
 def _check_count(index, rows: int, file: Path) -> None:
