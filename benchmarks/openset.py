@@ -135,7 +135,7 @@ def lfw_rows(path: Path, out: Path, opts: CalibrationOptions, seeds: int, max_pr
 
 
 def synthetic_rows(n: int, out: Path, opts: CalibrationOptions, seeds: int, mated: int,
-                   strangers: int, rebuild: bool) -> list[dict]:
+                   strangers: int, rebuild: bool, index_spec: str = "auto") -> list[dict]:
     from faceidx.synth.generator import iter_synthetic
     from faceidx.synth.model import MODEL_NAME
 
@@ -172,7 +172,7 @@ def synthetic_rows(n: int, out: Path, opts: CalibrationOptions, seeds: int, mate
         writer.close()
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        build_index(gdir, idir, BuildOptions(tune_queries=1000))
+        build_index(gdir, idir, BuildOptions(index_spec=index_spec, tune_queries=1000))
         log.info("N=%d: generated in %.1f s, built in %.1f s", n, gen_s, time.perf_counter() - t0)
     index = open_index(idir)
     x, labels, sources = np.concatenate(px), np.concatenate(pl).astype(object), np.asarray(ps, object)
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strangers", type=int, default=6000)
     ap.add_argument("--max-probes", type=int, default=10, help="LFW: probes per enrolled person")
     ap.add_argument("--rebuild", action="store_true", help="rebuild galleries already built")
+    ap.add_argument("--index-spec", default="auto", help="synthetic galleries: faceidx build --index-spec")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     first_tail: ImpostorTail | None = None
     for n in sorted(sizes):
         try:
-            got = synthetic_rows(n, args.out, opts, args.seeds, args.mated, args.strangers, args.rebuild)
+            got = synthetic_rows(n, args.out, opts, args.seeds, args.mated, args.strangers,
+                                 args.rebuild, args.index_spec)
         except CalibrationError as err:
             _emit({"dataset": "synthetic", "N": n, "error": str(err)})
             continue
