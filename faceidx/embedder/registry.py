@@ -1,7 +1,7 @@
 """Model registry: a name or a MODEL_DIR -> FaceModel.
 
-`load_model(spec, device)` accepts a registered pretrained name (`dlib-resnet-v1`) or a
-trained MODEL_DIR holding `faceidx-model.json` ({"name", "version", "architecture",
+`load_model(spec, device)` accepts a registered pretrained name (`dlib-resnet-v1`), a
+dlib face ResNet `.dat` file given by path, or a trained MODEL_DIR holding `faceidx-model.json` ({"name", "version", "architecture",
 "embedding_dim", "input_size": 150, "base"}) and `model.safetensors`, the state dict of
 `ARCHITECTURES[architecture](embedding_dim)`. Nothing is loaded at import time and
 nothing is cached between calls: each call builds its model.
@@ -173,11 +173,22 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> F
         model = FaceModel(net, key, version, _output_dim(net, key))
     elif Path(key).is_dir():
         model = _load_model_dir(Path(key))
+    elif key.endswith(".dat"):
+        model = _load_dlib_file(Path(key))
     else:
-        raise DataError(f"unknown model: not a registered name ({', '.join(available_models())})"
-                        " nor a model directory", key)
+        raise DataError(f"unknown model: not a registered name ({', '.join(available_models())}),"
+                        " a model directory nor a dlib .dat file", key)
     model.net = prepare_model(model.net, dev)
     return model.eval()
+
+
+def _load_dlib_file(path: Path) -> FaceModel:
+    """A dlib face ResNet .dat file given by path; its version is the file's hash."""
+    from faceidx.embedder.weights import load_dlib_resnet
+    from faceidx.io.atomic import sha256_file
+
+    net = load_dlib_resnet(path)  # DataError naming the file when missing or damaged
+    return FaceModel(net, f"dlib-resnet-file:{path.stem}", sha256_file(path)[:12], 128)
 
 
 def _output_dim(net: nn.Module, where: str) -> int:

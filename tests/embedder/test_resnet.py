@@ -110,11 +110,23 @@ def test_load_model_registered_name():
     model = load_model("dlib-resnet-v1", device="cpu")
     assert (model.name, model.version, model.dim) == ("dlib-resnet-v1", "1", 128)
     assert not model.training and model.device.type == "cpu"
+    from faceidx.embedder.weights import dlib_resnet_path
+
+    by_path = load_model(dlib_resnet_path())
+    assert by_path.name == "dlib-resnet-file:dlib_face_recognition_resnet_model_v1"
+    assert len(by_path.version) == 12 and by_path.dim == 128
+    torch.testing.assert_close(by_path.net.fc.weight, model.net.fc.weight)
 
 
 def test_load_model_unknown_spec(tmp_path):
     with pytest.raises(DataError, match="nope-v9: unknown model"):
         load_model("nope-v9")
+    with pytest.raises(DataError, match="missing.dat: model file not found"):
+        load_model(tmp_path / "missing.dat")
+    damaged = tmp_path / "damaged.dat"
+    damaged.write_bytes(b"\x01\x01\x01\x0dloss_metric_2\x03")
+    with pytest.raises(DataError, match="damaged.dat: not a valid dlib model file"):
+        load_model(damaged)
     with pytest.raises(ValueError, match="unknown device"):
         load_model("dlib-resnet-v1", device="tpu")
 
