@@ -173,7 +173,11 @@ def _distinct(index: SearchableIndex, q: np.ndarray, k: int, depth: int, nprobe:
 
     Returns (face_ids, identities, sources) (q, k) with -1/None pads, and whether each
     row's face list was full (the gallery may hold more)."""
-    _, ids = index.search(q, depth, nprobe=nprobe)   # best first, -1 padded
+    # The stored k_factor is tuned for the rank-1 face: k identities need about k * k_factor
+    # exactly re-ranked candidates, which a deep list (depth > k) already partly provides.
+    tuned = int(getattr(index, "manifest", {}).get("search", {}).get("k_factor", 1) or 1)
+    k_factor = max(1, -(-k * tuned // depth))
+    _, ids = index.search(q, depth, nprobe=nprobe, k_factor=k_factor)   # best first, -1 padded
     ids = np.asarray(ids, dtype=np.int64)
     valid = ids >= 0
     full = valid.all(axis=1)
