@@ -44,9 +44,11 @@ def select(args) -> None:
     strangers = single[: args.singletons]
     unseen = single[args.singletons: args.singletons + args.probes]
     roles, rows, probes = {}, [], []
-    for i, n in enumerate(enrolled):
+    kept = 0
+    for n in enrolled:
         imgs = people[n]
-        keep_probe = i < args.probes and len(imgs) >= 3
+        keep_probe = kept < args.probes and len(imgs) >= 3
+        kept += keep_probe
         use = imgs[: args.per_person]
         if keep_probe:
             probes.append((n, imgs[-1]))
