@@ -146,7 +146,7 @@ def resolve_threshold(index_dir: Path, index, threshold: float | None) -> tuple[
               help="'auto' (from calibration.json) or a cosine score in [-1, 1].")
 @click.option("--model", default=None,
               help="Model to embed probe images (default: the index's; must match it).")
-@click.option("--detector", type=click.Choice(["hog", "cnn", "none"]), default=None,
+@click.option("--detector", type=click.Choice(["hog", "none"]), default=None,
               help="Face detector for probe images (default: the one the index's faces used).")
 @device_option
 @json_option
