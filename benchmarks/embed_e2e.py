@@ -8,7 +8,8 @@ ones), once per `--workers` value, into a fresh temporary collection each time. 
 model is loaded once before the timings (its load time is its own line); the timed part
 is what the summary's images/s reports: listing excluded, everything from the first
 decode to the last shard written included. Configurations run one after the other in one
-process, so their ratios are comparable even on a shared machine.
+process, so their ratios are comparable even on a shared machine; `cpu_ms_per_image`
+(CPU time of this process and its workers) and the load average say how shared it was.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -24,6 +27,12 @@ from pathlib import Path
 from faceidx.embedder.device import usable_cores
 from faceidx.embedder.pipeline import embed_source, open_model
 from faceidx.embedder.sources import list_source
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children (the detect workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def emit(obj: dict) -> None:
@@ -48,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     model = open_model(args.model, args.device)
     emit({"bench": "embed_e2e.model_load", "model": model.name, "seconds": round(time.perf_counter() - start, 2)})
     for workers in args.workers:
+        cpu0 = cpu_seconds()
         with tempfile.TemporaryDirectory() as tmp:
             s = embed_source(items, Path(tmp) / "emb", model, device=args.device,
                              batch_size=args.batch_size, workers=workers, tta=args.tta,
@@ -56,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
               "failed": sum(s.failures.values()), "workers": workers, "batch_size": args.batch_size,
               "tta": args.tta, "detector": args.detector, "device": args.device,
               "cores": usable_cores(), "seconds": round(s.seconds, 2),
-              "images_per_s": round(s.images_per_s, 2)})
+              "images_per_s": round(s.images_per_s, 2),
+              "cpu_ms_per_image": round(1000 * (cpu_seconds() - cpu0) / max(s.processed, 1), 1),
+              "load_avg_1m": round(os.getloadavg()[0], 1)})
     return 0
 
 
