@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 MAX_DEPTH = 8192
+BLOCK_BYTES = 256 << 20  # candidate vectors re-ranked per search call
 
 
 class SearchableIndex(Protocol):
@@ -140,6 +141,13 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.ndim != 2:
         raise ValueError(f"queries must be 2-D (q, D), got shape {q.shape}")
+    if len(q) > 1:
+        step = _block_rows(index, q.shape[1], k, depth)
+        if step < len(q):
+            parts = [search_identities(index, q[lo:lo + step], k, depth, nprobe, max_depth)
+                     for lo in range(0, len(q), step)]
+            return IdentityHits(*(np.concatenate([getattr(p, f) for p in parts])
+                                  for f in ("scores", "face_ids", "identities", "sources")))
     ntotal = int(index.ntotal)
     out = IdentityHits(np.full((len(q), k), -np.inf), np.full((len(q), k), -1, np.int64),
                        np.full((len(q), k), None, object), np.full((len(q), k), None, object))
@@ -166,6 +174,15 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
             setattr(out, name, np.take_along_axis(getattr(out, name), order, axis=1))
         out.scores = np.take_along_axis(exact, order, axis=1)
     return out
+
+
+def _block_rows(index: SearchableIndex, dim: int, k: int, depth: int | None) -> int:
+    """Queries per search call so that re-ranked candidate vectors stay within `budget`
+    bytes (the deepest search: max_depth faces times the k_factor used)."""
+    d = max(depth or 4 * k + 16, k)
+    tuned = int(getattr(index, "manifest", {}).get("search", {}).get("k_factor", 1) or 1)
+    cand = max(d, k * tuned) * 2   # the depth may double once for short lists
+    return max(1, BLOCK_BYTES // (cand * dim * 4 + 1))
 
 
 def _distinct(index: SearchableIndex, q: np.ndarray, k: int, depth: int, nprobe: int | None):

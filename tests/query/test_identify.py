@@ -110,3 +110,15 @@ def test_mate_ranks():
            Identification([Candidate("a", .7, 1, None)])]
     ranks, scores = mate_ranks(res, ["b", "c"])
     assert list(ranks) == [2, 0] and scores[0] == 0.8 and scores[1] == -np.inf
+
+
+def test_blocked_search_equals_one_call(small_index, reader, monkeypatch):
+    import faceidx.query.identify as ident
+
+    probes = small_index["x"][~small_index["gallery"]][:50]
+    whole = ident.search_identities(reader, probes, k=4)
+    monkeypatch.setattr(ident, "BLOCK_BYTES", 50_000)   # a few queries per search call
+    assert ident._block_rows(reader, probes.shape[1], 4, None) < 10
+    blocked = ident.search_identities(reader, probes, k=4)
+    np.testing.assert_array_equal(whole.face_ids, blocked.face_ids)
+    np.testing.assert_array_equal(whole.scores, blocked.scores)
