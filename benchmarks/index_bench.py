@@ -177,7 +177,9 @@ def main() -> None:
         emit({"bench": "add_throughput", "n": n, "factory": m["factory"],
               "bare_faiss_vectors_per_s": round(rate, 1),
               "faceidx_streaming_vectors_per_s": round(stream, 1) if stream else None,
-              "ratio": round(stream / rate, 3) if stream else None})
+              "ratio": round(stream / rate, 3) if stream else None,
+              "faiss_share_of_streaming_add": (round(m["build"]["faiss_add_seconds"] / add_s, 3)
+                                               if m["build"].get("faiss_add_seconds") else None)})
     rng = np.random.default_rng(1)
     qrows = np.sort(rng.choice(n, size=min(args.queries, n), replace=False))
     q = reader.store.gather(qrows, "vectors")

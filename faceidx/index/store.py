@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from faceidx.errors import DataError
 
@@ -38,14 +40,19 @@ class StringBlobWriter:
         self._offsets = [0]
 
     def extend(self, values: Sequence[str | None]) -> None:
-        pos = self._offsets[-1]
-        chunks = []
-        for v in values:
-            b = b"" if v is None else str(v).encode()
-            chunks.append(b)
-            pos += len(b)
-            self._offsets.append(pos)
-        self._fh.write(b"".join(chunks))
+        """Append strings (None is stored as the empty string), vectorised with arrow."""
+        arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+        if arr.null_count:
+            arr = pc.fill_null(arr, "")
+        n = len(arr)
+        _, offsets_buf, data_buf = arr.buffers()
+        offsets = np.frombuffer(offsets_buf, np.int64)[arr.offset:arr.offset + n + 1]
+        start = int(offsets[0]) if n else 0
+        end = int(offsets[-1]) if n else 0
+        if end > start:
+            self._fh.write(memoryview(data_buf)[start:end])
+        base = self._offsets[-1]
+        self._offsets.extend((offsets[1:] - start + base).tolist())
 
     def finish(self) -> None:
         self._fh.close()
@@ -80,9 +87,12 @@ class ShardStoreWriter:
         if identities is None:
             self.codes[lo:hi] = -1
         else:
+            enc = pa.array(identities, type=pa.string(), from_pandas=True).dictionary_encode()
             names = self._names
-            self.codes[lo:hi] = [-1 if x is None else names.setdefault(x, len(names))
-                                 for x in identities]
+            lut = np.asarray([names.setdefault(x, len(names)) for x in enc.dictionary.to_pylist()]
+                             + [-1], np.int32)
+            idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            self.codes[lo:hi] = lut[idx]
         self._sources.extend([None] * n if sources is None else sources)
         self.filled = hi
 
