@@ -117,9 +117,20 @@ class IndexReader:
         return _pad(s, r, k)
 
     def search_rows(self, unit: np.ndarray, k: int, nprobe: int, n_cand: int):
-        """(scores, rows) of the top-k for unit queries with n_cand re-ranked candidates."""
-        _, rows = self.candidates(unit, max(n_cand, k), nprobe)
-        return self.rerank(unit, rows, k)
+        """(scores, rows) of the top-k for unit queries with n_cand re-ranked candidates.
+
+        Queries go in blocks so that the gathered candidate vectors stay within
+        RERANK_BUDGET bytes, whatever q * n_cand is.
+        """
+        n_cand = max(n_cand, k)
+        step = max(1, RERANK_BUDGET // (n_cand * unit.shape[1] * 4))
+        scores, rows = [], []
+        for a in range(0, max(len(unit), 1), step):
+            _, cand = self.candidates(unit[a:a + step], n_cand, nprobe)
+            s, r = self.rerank(unit[a:a + step], cand, k)
+            scores.append(s)
+            rows.append(r)
+        return np.concatenate(scores), np.concatenate(rows)
 
     def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
                k_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +181,7 @@ class IndexReader:
 
 
 LUT_BUDGET = 64 << 20
+RERANK_BUDGET = 256 << 20
 
 
 def query_block(nprobe: int, dim: int) -> int:

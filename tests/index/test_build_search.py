@@ -154,3 +154,17 @@ def test_damaged_index_file_is_named(tmp_path, built):
     (idx / "shard-00002" / "index.faiss").write_bytes(b"garbage")
     with pytest.raises(DataError, match="checksum|damaged"):
         open_index(idx, verify=True)
+
+
+def test_search_in_blocks_bounds_memory(built, monkeypatch):
+    """Many queries x deep candidate lists are re-ranked block by block, same results."""
+    from faceidx.index import search as search_mod
+
+    root, x, _ = built
+    reader = open_index(root / "idx")
+    q = x[:300]
+    whole = reader.search(q, k=7, nprobe=8, k_factor=4)
+    monkeypatch.setattr(search_mod, "RERANK_BUDGET", 7 * 4 * 16 * 4 * 13)  # 13 queries a block
+    blocked = reader.search(q, k=7, nprobe=8, k_factor=4)
+    np.testing.assert_array_equal(whole[1], blocked[1])
+    np.testing.assert_array_equal(whole[0], blocked[0])
