@@ -51,7 +51,7 @@ def _val_option(value: str | None) -> float | Path | None:
 @click.option("--batches-per-epoch", default=None, type=click.IntRange(min=1),
               help="Default: enough to show each training image about once.")
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Adam learning rate. Default: 1e-3 from scratch, 1e-5 fine-tuning.")
+              help="Adam learning rate. Default: 1e-3 from scratch, 1e-6 fine-tuning.")
 @device_option
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random flip, small crop and brightness/contrast jitter.")

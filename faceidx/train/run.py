@@ -19,7 +19,7 @@ from faceidx.train.validate import make_validator
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LR = {"scratch": 1e-3, "pretrained": 1e-5}
+DEFAULT_LR = {"scratch": 1e-3, "pretrained": 1e-6}
 
 
 @dataclass
