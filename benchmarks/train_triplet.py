@@ -11,7 +11,7 @@ throughput (images/s, forward + backward + step, without validation) is reported
 strategy. One JSON line per measurement, flushed as it comes, also appended to
 <out>/results.jsonl, so a run cut short still leaves what finished.
 
-    python benchmarks/train_triplet.py --out bench-out/train_triplet --epochs 2 --batches 40
+    python benchmarks/train_triplet.py --out bench-out/train_triplet --epochs 1 --batches 30 --lr 1e-6
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=40, help="batches per epoch")
     ap.add_argument("--p", type=int, default=8)
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--margin", type=float, default=0.2)
     ap.add_argument("--val", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
