@@ -135,7 +135,8 @@ def lfw_rows(path: Path, out: Path, opts: CalibrationOptions, seeds: int, max_pr
 
 
 def synthetic_rows(n: int, out: Path, opts: CalibrationOptions, seeds: int, mated: int,
-                   strangers: int, rebuild: bool, index_spec: str = "auto") -> list[dict]:
+                   strangers: int, rebuild: bool, index_spec: str = "auto",
+                   first_seed: int = 0) -> list[dict]:
     from faceidx.synth.generator import iter_synthetic
     from faceidx.synth.model import MODEL_NAME
 
@@ -177,7 +178,7 @@ def synthetic_rows(n: int, out: Path, opts: CalibrationOptions, seeds: int, mate
     index = open_index(idir)
     x, labels, sources = np.concatenate(px), np.concatenate(pl).astype(object), np.asarray(ps, object)
     rows = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         row = evaluate(index, x, labels, sources, opts, seed)
         rows.append({"dataset": "synthetic", "bench": "openset",
                      "factory": index.manifest["factory"], **row})
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-far", type=float, default=1e-3)
     ap.add_argument("--target-fpir", type=float, default=1e-2)
     ap.add_argument("--seeds", type=int, default=3, help="identity splits per dataset")
+    ap.add_argument("--first-seed", type=int, default=0, help="seed of the first split")
     ap.add_argument("--mated", type=int, default=2000)
     ap.add_argument("--strangers", type=int, default=6000)
     ap.add_argument("--max-probes", type=int, default=10, help="LFW: probes per enrolled person")
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sorted(sizes):
         try:
             got = synthetic_rows(n, args.out, opts, args.seeds, args.mated, args.strangers,
-                                 args.rebuild, args.index_spec)
+                                 args.rebuild, args.index_spec, args.first_seed)
         except CalibrationError as err:
             _emit({"dataset": "synthetic", "N": n, "error": str(err)})
             continue
