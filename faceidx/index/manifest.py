@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from faceidx import __version__
 from faceidx.errors import DataError
 from faceidx.io import CollectionMeta
-from faceidx.io.atomic import write_json_atomic
+from faceidx.io.atomic import read_format_json, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "faceidx-index"
@@ -100,15 +99,7 @@ class IndexManifest:
         path = Path(index_dir) / MANIFEST_NAME
         if not path.exists():
             raise DataError(f"not a faceidx index directory (no {MANIFEST_NAME})", index_dir)
-        try:
-            obj = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read index manifest: {err}", path) from err
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-            raise DataError(f"not a {FORMAT_NAME} manifest", path)
-        if obj.get("format_version", 0) > FORMAT_VERSION:
-            raise DataError(f"format version {obj['format_version']} is newer than this faceidx "
-                            f"understands ({FORMAT_VERSION}); upgrade faceidx", path)
+        obj = read_format_json(path, FORMAT_NAME, FORMAT_VERSION)
         try:
             return cls(
                 meta=CollectionMeta.from_json(obj["meta"]),

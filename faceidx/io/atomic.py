@@ -45,3 +45,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_format_json(
+    path: str | os.PathLike, format_name: str, format_version: int, error=None
+) -> dict:
+    """Read a faceidx JSON file whose "format" must be `format_name`.
+
+    Raises `error` (DataError by default) naming the file when it cannot be read, is
+    not that format, or was written by a newer format version than `format_version`.
+    """
+    from faceidx.errors import DataError
+
+    error = error or DataError
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise error(f"cannot read {format_name} file: {err}", path) from err
+    if not isinstance(obj, dict) or obj.get("format") != format_name:
+        raise error(f"not a {format_name} file", path)
+    if obj.get("format_version", 0) > format_version:
+        raise error(
+            f"format version {obj['format_version']} is newer than this faceidx understands "
+            f"({format_version}); upgrade faceidx",
+            path,
+        )
+    return obj

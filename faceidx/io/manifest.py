@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceidx import __version__
 from faceidx.errors import DataError
-from faceidx.io.atomic import write_json_atomic
+from faceidx.io.atomic import read_format_json, write_json_atomic
 from faceidx.io.schema import CollectionMeta
 
 MANIFEST_NAME = "collection.json"
@@ -66,18 +65,7 @@ class CollectionManifest:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CollectionManifest:
         path = Path(path)
-        try:
-            obj = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read collection manifest: {err}", path) from err
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-            raise DataError(f"not a {FORMAT_NAME} manifest", path)
-        if obj.get("format_version", 0) > FORMAT_VERSION:
-            raise DataError(
-                f"format version {obj['format_version']} is newer than this faceidx "
-                f"understands ({FORMAT_VERSION}); upgrade faceidx",
-                path,
-            )
+        obj = read_format_json(path, FORMAT_NAME, FORMAT_VERSION)
         try:
             return cls(
                 meta=CollectionMeta.from_json(obj["meta"]),

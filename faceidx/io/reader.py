@@ -205,7 +205,7 @@ def open_collection(path: str | os.PathLike, allow_incomplete: bool = False) -> 
                 path,
             )
         shards = [ShardFile(path / s.file, s.rows, s.sha256) for s in manifest.shards]
-        for s, entry in zip(shards, manifest.shards):
+        for s, entry in zip(shards, manifest.shards, strict=True):
             if not s.path.exists():
                 raise DataError("shard listed in collection.json is missing", s.path)
             if s.path.stat().st_size != entry.bytes:

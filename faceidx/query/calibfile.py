@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from faceidx.errors import DataError
-from faceidx.io.atomic import write_json_atomic
+from faceidx.io.atomic import read_format_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,7 @@ def load_calibration(index_dir: str | os.PathLike, manifest: dict) -> dict:
     if not path.exists():
         raise DataError("no calibration.json: run `faceidx calibrate` on this index first, "
                         "or give --threshold FLOAT", index_dir)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CalibrationMismatchError(f"cannot read calibration: {err}", path) from err
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-        raise CalibrationMismatchError(f"not a {FORMAT_NAME} file", path)
+    obj = read_format_json(path, FORMAT_NAME, FORMAT_VERSION, error=CalibrationMismatchError)
     want = index_id(manifest)
     got = obj.get("index", {}).get("id")
     if got != want:

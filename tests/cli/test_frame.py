@@ -69,7 +69,7 @@ def _commands(group, prefix=()):
 def test_every_command_has_help_with_an_example(runner):
     commands = list(_commands(cli))
     assert commands, "no commands registered"
-    for path, command in [((), cli), *commands]:
+    for path, _command in [((), cli), *commands]:
         result = runner.invoke(cli, [*path, "--help"])
         assert result.exit_code == 0, path
         assert "Example" in result.output, f"faceidx {' '.join(path)} --help has no example"
