@@ -117,7 +117,13 @@ def measure(reader, q, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
     agree = float(np.mean(ident[got[:, 0]] == ident[truth[:, 0]]))
     return {"nprobe": nprobe, "k_factor": k_factor, "recall@1": round(r1, 4),
             "recall@10": round(r10, 4), "rank1_identity_agreement": round(agree, 4),
+            "rank1_identity_accuracy": accuracy(got, qrows, ident),
             "qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3)}
+
+
+def accuracy(got: np.ndarray, qrows: np.ndarray, ident: np.ndarray) -> float:
+    """Share of queries whose rank-1 face (own row excluded) has the query's identity."""
+    return round(float(np.mean(ident[got[:, 0]] == ident[qrows])), 4)
 
 
 def bare_add(reader, index_dir: Path) -> float:
@@ -147,6 +153,10 @@ def main() -> None:
     ap.add_argument("--exact-in-memory", type=int, default=2_000_000,
                     help="largest n searched exactly with one in-RAM IndexFlatIP")
     ap.add_argument("--hnswlib", action="store_true", help="also build an hnswlib peer (M=16)")
+    ap.add_argument("--retune", action="store_true",
+                    help="tune the search defaults again first (as `faceidx tune`)")
+    ap.add_argument("--merge", action="store_true",
+                    help="then merge the shards (`faceidx merge`) and measure the merged index too")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from faceidx.index import open_index
@@ -154,6 +164,8 @@ def main() -> None:
     index_dir = args.work / "idx"
     args.work.mkdir(parents=True, exist_ok=True)
     b = build(args.collection, index_dir, args.spec)
+    if args.retune:
+        retune(index_dir)
     reader = open_index(index_dir)
     m = reader.manifest
     n = reader.ntotal
@@ -186,27 +198,59 @@ def main() -> None:
     in_memory = n <= args.exact_in_memory
     truth, exact_qps, exact_lat = exact_truth(reader, q, qrows, 10, in_memory)
     exact_name = "IndexFlatIP (exact)" if in_memory else "IndexFlatIP over streamed 1M blocks (exact)"
+    exact_acc = accuracy(truth, qrows, ident)
     emit({"bench": "index_search", "n": n, "index": exact_name, "recall@1": 1.0,
-          "recall@10": 1.0, "rank1_identity_agreement": 1.0, "qps": round(exact_qps, 1),
-          "single_query_ms": round(exact_lat * 1e3, 3), "ram_bytes_per_vector": 4 * q.shape[1]})
-    rows = []
+          "recall@10": 1.0, "rank1_identity_agreement": 1.0, "rank1_identity_accuracy": exact_acc,
+          "qps": round(exact_qps, 1), "single_query_ms": round(exact_lat * 1e3, 3),
+          "ram_bytes_per_vector": 4 * q.shape[1]})
     kf = int(m["search"]["k_factor"])
     settings = sorted({(int(p), kf) for p in args.nprobes.split(",")}
                       | {(int(m["search"]["nprobe"]), kf)})
-    for nprobe, k_factor in settings:
-        r = measure(reader, q, qrows, truth, ident, nprobe, k_factor)
-        r.update({"bench": "index_search", "n": n, "index": f"faceidx {m['factory']}",
-                  "tuned": (nprobe, k_factor) == (m["search"]["nprobe"], kf),
-                  "qps_vs_exact": round(r["qps"] / exact_qps, 1),
-                  "ram_bytes_per_vector": round(ram / n, 2)})
-        emit(r)
-        rows.append(r)
+
+    def sweep(reader, label: str, ram_bytes: int) -> list[dict]:
+        out = []
+        for nprobe, k_factor in settings:
+            r = measure(reader, q, qrows, truth, ident, nprobe, k_factor)
+            r.update({"bench": "index_search", "n": n, "index": label,
+                      "tuned": (nprobe, k_factor) == (m["search"]["nprobe"], kf),
+                      "qps_vs_exact": round(r["qps"] / exact_qps, 1),
+                      "accuracy_gap_pt": round(100 * (exact_acc - r["rank1_identity_accuracy"]), 2),
+                      "ram_bytes_per_vector": round(ram_bytes / n, 2)})
+            emit(r)
+            out.append(r)
+        return out
+
+    rows = sweep(reader, f"faceidx {m['factory']} ({len(m['shards'])} shards)", ram)
+    if args.merge:
+        from faceidx.index.merge import merge_index
+
+        del reader
+        t0 = time.perf_counter()
+        info = merge_index(index_dir)
+        merge_s = time.perf_counter() - t0
+        merged_bytes = (index_dir / info["file"]).stat().st_size
+        emit({"bench": "index_merge", "n": n, "merge_seconds": round(merge_s, 1),
+              "merged_ram_bytes_per_vector": round(merged_bytes / n, 2)})
+        rows = sweep(open_index(index_dir), f"faceidx {m['factory']} (merged)", merged_bytes)
     peers = []
     if args.hnswlib:
         peers = hnswlib_peer(reader, q, qrows, truth, ident)
         for r in peers:
             emit(r)
     plot(rows, exact_qps, args.out / f"index_recall_qps_{n}.png", label, peers)
+
+
+def retune(index_dir: Path) -> None:
+    """Tune the search defaults again (as `faceidx tune`) and report them."""
+    from faceidx.index.manifest import IndexManifest
+    from faceidx.index.tune import tune_search
+
+    manifest = IndexManifest.load(index_dir)
+    t0 = time.perf_counter()
+    tune_search(index_dir, manifest, force=True)
+    manifest.save(index_dir)
+    emit({"bench": "index_tune", "seconds": round(time.perf_counter() - t0, 1),
+          "search": manifest.search, "agreement": manifest.tuning.get("agreement")})
 
 
 def hnswlib_peer(reader, q, qrows, truth, ident, k=10, m=16, ef_construction=100):

@@ -1,4 +1,4 @@
-"""`faceidx build` and `faceidx merge`: index a collection; merge its shards to on-disk lists."""
+"""`faceidx build`, `merge` and `tune`: index a collection, merge its shards, retune search."""
 
 from __future__ import annotations
 
@@ -84,6 +84,36 @@ def merge(index_dir: Path, as_json: bool) -> None:
     from faceidx.index.merge import merge_index
 
     merge_index(index_dir)
+    _report(index_dir, as_json)
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True,
+              help="Rank-1 identity agreement with exact search the defaults must reach.")
+@click.option("--tune-queries", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Faces sampled from the index as queries.")
+@json_option
+def tune(index_dir: Path, target_agreement: float, tune_queries: int, as_json: bool) -> None:
+    """Tune an index's search defaults (nprobe, k_factor) again against exact search.
+
+    `faceidx build` tunes once; run this after `faceidx add` has grown the index, or to
+    trade speed for agreement with another --target-agreement.
+
+    \b
+    Example:
+      faceidx tune faces.index
+      faceidx tune faces.index --target-agreement 0.99 --tune-queries 2000
+    """
+    from faceidx.errors import DataError
+    from faceidx.index.manifest import IndexManifest
+    from faceidx.index.tune import tune_search
+
+    manifest = IndexManifest.load(index_dir)
+    if not manifest.complete:
+        raise DataError("index build is unfinished; rerun `faceidx build` to resume it", index_dir)
+    tune_search(index_dir, manifest, target_agreement, tune_queries, force=True)
+    manifest.save(index_dir)
     _report(index_dir, as_json)
 
 

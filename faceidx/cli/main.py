@@ -44,7 +44,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from faceidx.cli.add import add
-    from faceidx.cli.build import build, merge
+    from faceidx.cli.build import build, merge, tune
     from faceidx.cli.calibrate import calibrate
     from faceidx.cli.embed import embed
     from faceidx.cli.erase import erase
@@ -53,7 +53,7 @@ def _register() -> None:
     from faceidx.cli.synth import synth
     from faceidx.cli.train import train
 
-    for command in (info, synth, embed, train, build, merge, add, erase, calibrate, query):
+    for command in (info, synth, embed, train, build, merge, tune, add, erase, calibrate, query):
         cli.add_command(command)
 
 

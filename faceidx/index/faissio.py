@@ -80,6 +80,10 @@ def ivf_of(index):
 
 
 def set_nprobe(index, nprobe: int) -> None:
+    """Probe `nprobe` lists; an HNSW coarse quantizer searches with efSearch >= 2 * nprobe."""
     ivf = ivf_of(index)
     if ivf is not None:
         ivf.nprobe = int(min(nprobe, ivf.nlist))
+        quantizer = faiss().downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss().IndexHNSW):
+            quantizer.hnsw.efSearch = max(64, 2 * ivf.nprobe)

@@ -16,6 +16,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from faceidx.errors import DataError
 from faceidx.index.faissio import faiss, ivf_of, read_index, write_index
 from faceidx.index.manifest import SHARD_INDEX, IndexManifest
@@ -67,14 +69,58 @@ def merge_index(index_dir: str | Path) -> dict:
 
 
 def _merge_in_memory(trained, files: list[Path], tmp: Path) -> dict:
-    target = ivf_of(trained)
-    for f in files:
-        shard = read_index(f)
-        target.merge_from(ivf_of(shard), 0)
-        del shard
-    trained.ntotal = target.ntotal
+    shards = [read_index(f, mmap=True) for f in files]  # RAM: the merged codes only
+    merge_fast_scan(ivf_of(trained), [ivf_of(s) for s in shards])
+    del shards
+    trained.ntotal = ivf_of(trained).ntotal
     write_index(trained, tmp / "merged.index")
     return {"mmap": True, "ondisk": False, "layout": "fast-scan, memory-mapped index file"}
+
+
+def merge_fast_scan(target, sources: list) -> None:
+    """Append the lists of fast-scan IVF `sources` to the empty lists of `target`, in order.
+
+    FAISS's own merge_from is not used: BlockInvertedLists.add_entries (faiss 1.15.1)
+    copies whole blocks past the end of the list when the list already holds a multiple
+    of block_size entries (1024 for PQ64x4), which corrupted the heap merging 10M vectors.
+    Here each list's codes are unpacked from every source, concatenated and packed once,
+    so each target list is written in one add_entries call on an empty list.
+    """
+    f = faiss()
+    packer = target.get_CodePacker()
+    per_block, block_bytes, code_size = packer.nvec, packer.block_size, packer.code_size
+    lists = target.invlists
+    for no in range(target.nlist):
+        if lists.list_size(no):
+            raise ValueError("merge_fast_scan needs an empty target index")
+        ids, codes = [], []
+        for src in sources:
+            n = src.invlists.list_size(no)
+            if n:
+                ids.append(f.rev_swig_ptr(src.invlists.get_ids(no), n).copy())
+                codes.append(_unpack(f, packer, src.invlists.get_codes(no), n)[:n])
+        if not ids:
+            continue
+        n = sum(len(i) for i in ids)
+        blocks = -(-n // per_block)
+        flat = np.zeros((blocks * per_block, code_size), np.uint8)
+        flat[:n] = np.concatenate(codes)
+        packed = np.empty(blocks * block_bytes, np.uint8)
+        for b in range(blocks):
+            packer.pack_all(f.swig_ptr(flat[b * per_block:]), f.swig_ptr(packed[b * block_bytes:]))
+        all_ids = np.concatenate(ids)  # named: swig_ptr does not keep its array alive
+        lists.add_entries(no, n, f.swig_ptr(all_ids), f.swig_ptr(packed))
+    target.ntotal = sum(int(s.ntotal) for s in sources)
+
+
+def _unpack(f, packer, pointer, n: int) -> np.ndarray:
+    """The n codes of a packed block list, one row per vector (padded to whole blocks)."""
+    blocks = -(-n // packer.nvec)
+    packed = f.rev_swig_ptr(pointer, blocks * packer.block_size)
+    flat = np.empty((blocks * packer.nvec, packer.code_size), np.uint8)
+    for b in range(blocks):
+        packer.unpack_all(f.swig_ptr(packed[b * packer.block_size:]), f.swig_ptr(flat[b * packer.nvec:]))
+    return flat
 
 
 def _merge_ondisk(trained, files: list[Path], tmp: Path) -> dict:

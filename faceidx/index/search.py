@@ -6,7 +6,8 @@
     exact = reader.exact_scores(queries, face_ids)         # exact cosines for decisions
 
 Every part (the merged index, then shards added after the merge) is searched for
-k * k_factor candidates with the stored nprobe; candidates are merged globally and
+k * k_factor candidates with the stored nprobe; the lists to probe are computed once per
+query for all parts (faceidx/index/coarse.py). Candidates are merged globally and
 re-ranked with the exact unit vectors kept in each shard's row store, so returned
 scores are exact cosine similarities.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from faceidx.errors import DataError
+from faceidx.index.coarse import CoarseAssigner, Part
 from faceidx.index.faissio import prepare, read_index, set_nprobe, threads
 from faceidx.index.manifest import SHARD_INDEX, IndexManifest
 from faceidx.index.store import RowStore, ShardStore
@@ -28,11 +30,13 @@ from faceidx.io import CollectionMeta
 class IndexReader:
     """Read-only view of an index directory. Use :func:`open_index`."""
 
-    def __init__(self, path: Path, manifest: IndexManifest, parts: list, store: RowStore,
-                 mean: np.ndarray | None, erased: np.ndarray | None = None):
+    def __init__(self, path: Path, manifest: IndexManifest, parts: list[Part], store: RowStore,
+                 mean: np.ndarray | None, erased: np.ndarray | None = None,
+                 coarse: CoarseAssigner | None = None):
         self.path = path
         self._manifest = manifest
         self.parts = parts
+        self.coarse = coarse
         self.store = store
         self.mean = mean
         self.erased = np.empty(0, np.int64) if erased is None else erased
@@ -79,17 +83,12 @@ class IndexReader:
         x = unit if self.mean is None else prepare(unit, self.mean)
         wanted = n
         n += min(len(self.erased), n)  # over-fetch what erased rows may take
-        dists, rows = [], []
-        step = query_block(nprobe, x.shape[1])
+        residual = any(p.ivf is None or p.ivf.by_residual for p in self.parts)
+        step = query_block(nprobe, x.shape[1], residual)
         with threads(1 if q == 1 else None):
-            for index in self.parts:
-                set_nprobe(index, nprobe)
-                kk = min(n, max(index.ntotal, 1))
-                got = [index.search(x[a:a + step], kk) for a in range(0, q, step)]
-                dists.append(np.concatenate([g[0] for g in got]))
-                rows.append(np.concatenate([g[1] for g in got]))
-        d = np.concatenate(dists, axis=1)
-        r = np.concatenate(rows, axis=1)
+            got = [self._search_parts(x[a:a + step], n, nprobe) for a in range(0, q, step)]
+        d = np.concatenate([g[0] for g in got])
+        r = np.concatenate([g[1] for g in got])
         r[self._is_erased(r)] = -1
         d[r < 0] = np.inf
         n = wanted
@@ -100,16 +99,42 @@ class IndexReader:
         order = np.argsort(d, axis=1, kind="stable")
         return np.take_along_axis(d, order, axis=1), np.take_along_axis(r, order, axis=1)
 
+    def _search_parts(self, x: np.ndarray, n: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n of every part for a block of queries, side by side (not yet merged)."""
+        assigned = None
+        dists, rows = [], []
+        for part in self.parts:
+            kk = min(n, max(part.ntotal, 1))
+            if part.ivf is None or self.coarse is None:
+                set_nprobe(part.index, nprobe)
+                d, r = part.index.search(x, kk)
+            else:
+                xt = part.transform(x)
+                if assigned is None:
+                    assigned = self.coarse.assign(xt, nprobe)
+                part.ivf.nprobe = assigned[1].shape[1]
+                d, r = part.ivf.search_preassigned(xt, kk, assigned[1], assigned[0])
+            dists.append(d)
+            rows.append(r)
+        return np.concatenate(dists, axis=1), np.concatenate(rows, axis=1)
+
     def rerank(self, unit: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of candidate rows; top-k (scores desc, rows), -1/-inf padded."""
         q, c = rows.shape
         scores = np.full((q, c), -np.inf, np.float32)
         valid = rows >= 0
-        if valid.any():
+        if valid.all():
+            vecs = self.store.gather(rows.reshape(-1), "vectors").reshape(q, c, -1)
+            scores = np.einsum("qcd,qd->qc", vecs, unit)
+        elif valid.any():
             vecs = self.store.gather(rows[valid], "vectors")
             qi = np.nonzero(valid)[0]
             scores[valid] = np.einsum("nd,nd->n", vecs, unit[qi])
         kk = min(k, c)
+        if c > 2 * kk:  # keep the best kk first (ties at the cut: any of them)
+            keep = np.sort(np.argpartition(-scores, kk - 1, axis=1)[:, :kk], axis=1)
+            scores = np.take_along_axis(scores, keep, axis=1)
+            rows = np.take_along_axis(rows, keep, axis=1)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
         s = np.take_along_axis(scores, order, axis=1)
         r = np.take_along_axis(rows, order, axis=1)
@@ -184,13 +209,15 @@ LUT_BUDGET = 64 << 20
 RERANK_BUDGET = 256 << 20
 
 
-def query_block(nprobe: int, dim: int) -> int:
+def query_block(nprobe: int, dim: int, residual: bool = True) -> int:
     """Queries per FAISS call so that IVF look-up tables stay within LUT_BUDGET bytes.
 
-    Fast-scan and PQ searches build a table per (query, probed list) of up to D*16
-    floats; 1000 queries at nprobe 256 would otherwise ask for 2 GB at once.
+    Residual PQ searches build a table per (query, probed list) of up to D*16 floats;
+    1000 queries at nprobe 256 would otherwise ask for 2 GB at once. Non-residual codes
+    need one table per query, so blocks can be large (batching queries per list is
+    what makes fast-scan fast: 16-query blocks ran 1.6x slower at nprobe 512).
     """
-    per_query = max(nprobe, 1) * dim * 16 * 4
+    per_query = max(nprobe if residual else 1, 1) * dim * 16 * 4
     return int(max(8, min(4096, LUT_BUDGET // per_query)))
 
 
@@ -219,7 +246,7 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
     if not manifest.shards:
         raise DataError("index holds no shards", path)
     stores = [ShardStore(path / s.dir, s.row_offset, s.rows, manifest.dim) for s in manifest.shards]
-    parts = []
+    parts, files = [], []
     first = 0
     merged = manifest.merged
     if merged:
@@ -227,7 +254,8 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
                            ondisk=merged.get("ondisk", False))
         _check_count(index, sum(s.rows for s in manifest.shards[:merged["shards"]]),
                      path / merged["file"])
-        parts.append(index)
+        parts.append(Part.of(index))
+        files.append(str(path / merged["file"]))
         first = merged["shards"]
     for s in manifest.shards[first:]:
         file = path / s.dir / SHARD_INDEX
@@ -238,13 +266,15 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
                 raise DataError("checksum does not match manifest.json (changed or damaged)", file)
         index = read_index(file)
         _check_count(index, s.rows, file)
-        parts.append(index)
+        parts.append(Part.of(index))
+        files.append(str(file))
+    coarse = CoarseAssigner.for_parts(parts, files)
     mean = None
     if manifest.center:
         mean = np.load(path / "mean.npy")
     from faceidx.index.erase import load_erased
 
-    return IndexReader(path, manifest, parts, RowStore(stores), mean, load_erased(path))
+    return IndexReader(path, manifest, parts, RowStore(stores), mean, load_erased(path), coarse)
 
 
 def _check_count(index, rows: int, file: Path) -> None:

@@ -224,16 +224,15 @@ class RowStore:
     def gather(self, rows: np.ndarray, what: str) -> np.ndarray:
         """Gather `face_ids` or `vectors` for flat global `rows` (valid, >= 0)."""
         rows = np.asarray(rows, np.int64)
-        shard, local = self.locate(rows)
         first = getattr(self.shards[0], what)
         out = np.empty((len(rows),) + first.shape[1:], first.dtype)
-        for s in np.unique(shard):
-            sel = shard == s
-            loc = local[sel]
-            order = np.argsort(loc)
-            got = np.empty((len(loc),) + first.shape[1:], first.dtype)
-            got[order] = getattr(self.shards[s], what)[loc[order]]
-            out[sel] = got
+        order = np.argsort(rows)  # read each memory-mapped file in ascending order
+        ordered = rows[order]
+        cuts = np.searchsorted(ordered, self.starts)
+        for s, shard in enumerate(self.shards):
+            a, b = cuts[s], cuts[s + 1]
+            if a < b:
+                out[order[a:b]] = getattr(shard, what)[ordered[a:b] - self.starts[s]]
         return out
 
     def rows_of(self, face_ids: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from faceidx.index.faissio import ivf_of
 from faceidx.index.manifest import IndexManifest
 
 log = logging.getLogger(__name__)
@@ -69,11 +68,16 @@ def measure(reader, unit: np.ndarray, query_rows: np.ndarray, truth_keys: np.nda
 
 
 def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
-                queries: int = 1000, seed: int = 0) -> dict:
-    """Choose and store (in `manifest`) the smallest nprobe / k_factor reaching `target`."""
+                queries: int = 1000, seed: int = 0, force: bool = False) -> dict:
+    """Choose and store (in `manifest`) the smallest nprobe / k_factor reaching `target`.
+
+    Skipped when the manifest was already tuned for this target and sample size, unless
+    `force` (`faceidx tune`: after adding shards, or for an index tuned by an older search).
+    """
     from faceidx.index.search import open_index
 
-    if manifest.tuning.get("target") == target and manifest.tuning.get("queries") == queries:
+    if not force and manifest.tuning.get("target") == target \
+            and manifest.tuning.get("queries") == queries:
         return manifest.search
     reader = open_index(index_dir, allow_incomplete=True)
     n = reader.ntotal
@@ -87,7 +91,7 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
     t0 = time.perf_counter()
     truth = identity_keys(reader.store, exact_top1_other(unit, query_rows, reader.store))
     exact_s = (time.perf_counter() - t0) / len(unit)
-    nlist = max([ivf.nlist for ivf in map(ivf_of, reader.parts) if ivf is not None], default=1)
+    nlist = max([p.ivf.nlist for p in reader.parts if p.ivf is not None], default=1)
     grid = []
     chosen = None
     nprobe = 1

@@ -43,6 +43,23 @@ def test_build_info_add_merge(tmp_path, runner):
     assert r.exit_code == 0 and "added 40 faces" in r.output
     r = run(runner, "merge", tmp_path / "idx", "--json")
     assert r.exit_code == 0 and json.loads(r.output)["merged"] is True
+    r = run(runner, "tune", tmp_path / "idx", "--target-agreement", "0.5", "--tune-queries", "100",
+            "--json")
+    assert r.exit_code == 0, r.output
+    tuned = json.loads(r.output)
+    assert tuned["rows"] == 2440 and tuned["tuned_agreement"] >= 0.5
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["tuning"]["target"] == 0.5 and manifest["tuning"]["queries"] == 100
+
+
+def test_tune_refuses_an_unfinished_index(tmp_path, runner):
+    write_collection(tmp_path / "c", n_ids=100, per_id=4)
+    assert run(runner, "build", tmp_path / "c", "--out", tmp_path / "idx").exit_code == 0
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest["complete"] = False
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    r = run(runner, "tune", tmp_path / "idx")
+    assert r.exit_code == 1 and "unfinished" in r.output and "idx" in r.output
 
 
 def test_empty_collection(tmp_path, runner):
@@ -108,6 +125,6 @@ def test_parse_size():
 
 
 def test_help_has_examples(runner):
-    for cmd in ("build", "add", "merge"):
+    for cmd in ("build", "add", "merge", "tune"):
         r = runner.invoke(cli, [cmd, "--help"])
         assert r.exit_code == 0 and "Example:" in r.output
