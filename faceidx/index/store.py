@@ -37,7 +37,8 @@ class StringBlobWriter:
     def __init__(self, blob: Path, offsets: Path):
         self._fh = open(blob, "wb")
         self._offsets_path = offsets
-        self._offsets = [0]
+        self._offsets = [np.zeros(1, np.int64)]
+        self._end = 0
 
     def extend(self, values: Sequence[str | None]) -> None:
         """Append strings (None is stored as the empty string), vectorised with arrow."""
@@ -51,12 +52,12 @@ class StringBlobWriter:
         end = int(offsets[-1]) if n else 0
         if end > start:
             self._fh.write(memoryview(data_buf)[start:end])
-        base = self._offsets[-1]
-        self._offsets.extend((offsets[1:] - start + base).tolist())
+        self._offsets.append(offsets[1:] - start + self._end)
+        self._end += end - start
 
     def finish(self) -> None:
         self._fh.close()
-        np.save(self._offsets_path, np.asarray(self._offsets, dtype=np.int64))
+        np.save(self._offsets_path, np.concatenate(self._offsets))
 
     def abort(self) -> None:
         self._fh.close()
