@@ -9,9 +9,9 @@ exactly like cosine, and FAISS's 4-bit fast-scan works there while inner-product
 fast-scan loses most true neighbours on face-like vectors (shared/FAISS_NOTES.md).
 Codes are not residual (``x4fs``): with exact re-ranking, residual codes (``x4fsr``)
 gave the same rank-1 agreement on realistic synthetic faces (100k: 1.000 vs 0.998 at
-nprobe 128, k_factor 16) for 4.4x the search time (one look-up table per probed list). Exact float32 vectors are kept beside the index (memory
-mapped, not in RAM) and candidates are re-ranked with them, so decision scores are
-exact cosines.
+nprobe 128, k_factor 16) for 4.4x the search time (one look-up table per probed list).
+Exact float32 vectors are kept beside the index (memory mapped, not in RAM) and
+candidates are re-ranked with them, so decision scores are exact cosines.
 
 Rules, each a line below:
 - n <= FLAT_MAX: exact ``Flat`` (no training; search is cheap at that size).
@@ -19,13 +19,20 @@ Rules, each a line below:
   then lowered until the training sample holds >= 30 points per centroid.
 - training sample: 64 points per centroid (>= 30, <= 256), capped by n and by
   `max_train`.
-- coarse quantizer: HNSW32 when nlist > HNSW_MIN_NLIST (flat assignment dominates add).
-- PQ: m = D/2 sub-quantizers of 4 bits (fast-scan: D/4 bytes + 8 B id = 40 B per
-  128-D vector); measured on realistic synthetic faces (100k), PQ32x4 topped out at
-  0.986 rank-1 agreement with exact search whatever nprobe/k_factor, PQ64x4 reached
-  1.0 (nprobe 128, k_factor 16). Fewer sub-quantizers when the memory budget is tight; when even D/8 4-bit codes do not fit, 8-bit codes (``PQmnp``, no
-  polysemous training) of the largest m that fits: at a few bytes per vector, 8 bits
-  per sub-quantizer give more accuracy per byte, and speed matters less there.
+- coarse quantizer: HNSW32 when nlist > HNSW_MIN_NLIST; it assigns vectors when adding
+  (2.5x faster than exact at 16384 lists), searches assign exactly (coarse.py).
+- codes: D/2 sub-quantizers of 4 bits (``PQ64x4fs``: 32 B + 8 B id per 128-D vector).
+  Measured at 100k: PQ32x4 topped out at 0.986 rank-1 agreement whatever
+  nprobe/k_factor, PQ64x4 reached 1.0.
+- a `max_memory` below that: first, when D is a multiple of 16, PCA to 7D/8 (centred,
+  random rotation) with 7D/16 sub-quantizers (``PCAR112,...,PQ56x4fs``: 28 B + 8 B id).
+  The PCA centres away the large mean that face embeddings share, and drops the 16
+  weakest directions. On 10M realistic synthetic faces (merged index) it used 38.0 B
+  per vector instead of 42.2, and reached rank-1 accuracy within 0.5 pt of exact at
+  18.4x exact QPS instead of 26.1x. Then D/4 or D/8 sub-quantizers. When even D/8 4-bit
+  codes do not fit, 8-bit codes (``PQmnp``, no polysemous training) of the largest m
+  that fits: at a few bytes per vector, 8 bits per sub-quantizer give more accuracy
+  per byte.
 - OPQ rotation only with heavy compression (m < D/4), where balancing the
   variance across sub-vectors matters.
 """
@@ -62,6 +69,7 @@ class IndexParams:
     pq_m: int = 0
     pq_bits: int = 0
     opq: bool = False
+    pca_dim: int = 0
     hnsw_quantizer: bool = False
     keep_vectors: bool = True
     code_bytes: float = 0.0
@@ -96,27 +104,33 @@ def train_size_for(nlist: int, n: int, max_train: int = DEFAULT_MAX_TRAIN) -> in
     return max(min(n, MIN_POINTS_PER_CENTROID * nlist), want)
 
 
-def choose_pq(dim: int, n: int, max_memory: int | None) -> tuple[int, int, list[str]]:
-    """(m, bits) of the product quantizer for n vectors of dim D within max_memory bytes."""
+def choose_pq(dim: int, n: int, max_memory: int | None) -> tuple[int, int, int, list[str]]:
+    """(m, bits, pca_dim) of the codes for n vectors of dim D within max_memory bytes.
+
+    pca_dim > 0: vectors go through PCA (centred, randomly rotated) to pca_dim first.
+    """
     notes: list[str] = []
-    candidates = [m for m in (dim // 2, dim // 4, dim // 8) if m >= 1 and dim % m == 0]
+    candidates = [(m, 0) for m in (dim // 2, dim // 4, dim // 8) if m >= 1 and dim % m == 0]
+    if dim % 16 == 0 and candidates:  # between D/2 and D/4: PCA to 7D/8, 2-D sub-vectors
+        candidates.insert(1, (dim * 7 // 16, dim * 7 // 8))
     if not candidates:
-        candidates = [dim]
+        candidates = [(dim, 0)]
     if max_memory is None:
-        return candidates[0], 4, notes
+        m, pca = candidates[0]
+        return m, 4, pca, notes
     budget = max_memory / n - ID_BYTES
-    for m in candidates:
+    for m, pca in candidates:
         if m / 2 <= budget:
-            return m, 4, notes
+            return m, 4, pca, notes
     fits = [m for m in range(1, dim + 1) if dim % m == 0 and m <= budget]
     if fits:
         m = max(fits)
         notes.append(f"memory budget {budget:.1f} B/vector for codes: 8-bit PQ{m}")
-        return m, 8, notes
-    m = min(candidates)
+        return m, 8, 0, notes
+    m = min(c[0] for c in candidates)
     notes.append(f"memory budget {budget:.1f} B/vector is below the smallest code; "
                  f"using PQ{m}x4 ({m / 2:g} B) anyway")
-    return m, 4, notes
+    return m, 4, 0, notes
 
 
 def choose_params(n: int, dim: int, max_memory: int | None = None,
@@ -134,15 +148,15 @@ def choose_params(n: int, dim: int, max_memory: int | None = None,
                            notes=[f"n={n} <= {FLAT_MAX}: exact flat index"])
     nlist = choose_nlist(n, max_train)
     train = train_size_for(nlist, n, max_train)
-    m, bits, notes = choose_pq(dim, n, max_memory)
+    m, bits, pca, notes = choose_pq(dim, n, max_memory)
     hnsw = nlist > HNSW_MIN_NLIST
     opq = m < dim // 4
     coarse = f"IVF{nlist}_HNSW32" if hnsw else f"IVF{nlist}"
     code = f"PQ{m}x4fs" if bits == 4 else f"PQ{m}np"
-    factory = (f"OPQ{m}," if opq else "") + f"{coarse},{code}"
+    factory = (f"OPQ{m}," if opq else f"PCAR{pca}," if pca else "") + f"{coarse},{code}"
     code_bytes = m * bits / 8
     return IndexParams(factory=factory, nlist=nlist, train_size=train, pq_m=m, pq_bits=bits,
-                       opq=opq, hnsw_quantizer=hnsw, code_bytes=code_bytes,
+                       opq=opq, pca_dim=pca, hnsw_quantizer=hnsw, code_bytes=code_bytes,
                        ram_bytes_per_vector=code_bytes + ID_BYTES, notes=notes)
 
 

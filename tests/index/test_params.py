@@ -37,7 +37,8 @@ def test_known_points():
     assert choose_params(1_000_000, 128).factory == "IVF4096,PQ64x4fs"
     p10 = choose_params(10_000_000, 128)
     assert p10.factory == "IVF16384_HNSW32,PQ64x4fs"
-    assert p10.hnsw_quantizer and p10.keep_vectors and p10.pq_bits == 4
+    assert p10.hnsw_quantizer and p10.keep_vectors and p10.pq_bits == 4 and p10.pca_dim == 0
+    assert p10.ram_bytes_per_vector == 40
 
 
 def test_small_collections_are_flat():
@@ -50,6 +51,13 @@ def test_memory_budget_shrinks_codes():
     n = 10_000_000
     roomy = choose_params(n, 128, max_memory=1 << 40)
     assert roomy.pq_m == 64 and roomy.ram_bytes_per_vector == 40 and roomy.pq_bits == 4 and not roomy.opq
+    pca = choose_params(n, 128, max_memory=n * 38)  # 38 B: PCA to 112-D, 56 sub-quantizers
+    assert pca.factory == "PCAR112,IVF16384_HNSW32,PQ56x4fs"
+    assert pca.pca_dim == 112 and pca.ram_bytes_per_vector == 36 and not pca.opq
+    below_36 = choose_params(n, 128, max_memory=n * 35)
+    assert below_36.pq_m == 32 and below_36.pca_dim == 0 and "PCAR" not in below_36.factory
+    assert choose_params(n, 96, max_memory=n * 30).factory == "PCAR84,IVF16384_HNSW32,PQ42x4fs"
+    assert "PCAR" not in choose_params(n, 40, max_memory=n * 25).factory  # 40 % 16 != 0
     tight = choose_params(n, 128, max_memory=int(n * (8 + 8)))  # 8 B of code per vector
     assert tight.pq_m == 16 and tight.pq_bits == 4 and tight.opq
     assert tight.ram_bytes_per_vector <= 16
