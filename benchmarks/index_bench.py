@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 REPEATS = 3
 
 
@@ -227,9 +226,12 @@ def main() -> None:
             out.append(r)
         return out
 
-    rows = sweep(reader, f"faceidx {m['factory']} ({len(m['shards'])} shards)", ram)
+    layout = "merged" if m.get("merged") else f"{len(m['shards'])} shards"
+    if m.get("merged"):
+        ram = (index_dir / m["merged"]["file"]).stat().st_size
+    rows = sweep(reader, f"faceidx {m['factory']} ({layout})", ram)
     sharded = []
-    if args.merge:
+    if args.merge and not m.get("merged"):
         from faceidx.index.merge import merge_index
 
         del reader

@@ -16,6 +16,7 @@ for, whatever the gallery size.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -235,6 +236,18 @@ class RowStore:
             if a < b:
                 out[order[a:b]] = getattr(shard, what)[ordered[a:b] - self.starts[s]]
         return out
+
+    def release(self) -> None:
+        """Unmap the vector pages this process touched (they stay in the page cache).
+
+        Re-ranking reads rows scattered over every vectors.npy; each touched 4 KB page
+        stays mapped and counts in the process's RSS (3.2 GB after tuning 10M). Long
+        scans (build-time tuning) call this between steps.
+        """
+        for shard in self.shards:
+            mapping = getattr(shard.vectors, "_mmap", None)
+            if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+                mapping.madvise(mmap.MADV_DONTNEED)
 
     def rows_of(self, face_ids: np.ndarray) -> np.ndarray:
         """Global rows of `face_ids` (-1 where a face id is not in the index)."""

@@ -97,6 +97,7 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
 
     def first_hit(nprobe: int) -> dict | None:
         res = measure(reader, unit, query_rows, truth, nprobe)
+        reader.store.release()  # keep the build's RSS to what it holds, not the page cache
         for kf, (agree, sec) in res.items():
             grid.append({"nprobe": nprobe, "k_factor": kf, "agreement": round(agree, 5),
                          "ms_per_query": round(sec * 1e3, 4)})
