@@ -13,15 +13,22 @@ def _dir_bytes(path: Path) -> int:
 
 
 def describe_index(path: str | os.PathLike) -> dict:
-    """A JSON-able summary: rows, identities, model, factory, search defaults, sizes."""
+    """A JSON-able summary: rows, identities, model, factory, search defaults, sizes.
+
+    index_bytes_per_vector counts the FAISS files search loads: the merged index (if
+    any) and the shards added after it.
+    """
     path = Path(path)
     m = IndexManifest.load(path)
     index_bytes = 0
     vector_bytes = 0
-    for s in m.shards:
+    merged_shards = m.merged["shards"] if m.merged else 0
+    if m.merged and (path / m.merged["file"]).exists():
+        index_bytes += (path / m.merged["file"]).stat().st_size  # what search loads
+    for i, s in enumerate(m.shards):
         folder = path / s.dir
         index_file = folder / "index.faiss"
-        if index_file.exists():
+        if i >= merged_shards and index_file.exists():
             index_bytes += index_file.stat().st_size
         vec = folder / "vectors.npy"
         if vec.exists():
@@ -47,6 +54,7 @@ def describe_index(path: str | os.PathLike) -> dict:
         "tuned_target": tuning.get("target"),
         "shards": len(m.shards),
         "merged": bool(m.merged),
+        "searched_parts": (1 if m.merged else 0) + len(m.shards) - merged_shards,
         "next_face_id": m.next_face_id,
         "fallback": m.params.get("fallback") or "",
         "index_bytes_per_vector": round(index_bytes / rows, 2),

@@ -41,8 +41,16 @@ def test_build_info_add_merge(tmp_path, runner):
     write_collection(tmp_path / "new", n_ids=10, per_id=4, seed=2)
     r = run(runner, "add", tmp_path / "idx", tmp_path / "new")
     assert r.exit_code == 0 and "added 40 faces" in r.output
+    r = run(runner, "info", tmp_path / "idx", "--json")
+    before = json.loads(r.output)
+    assert before["searched_parts"] == before["shards"] == 2
+    r = run(runner, "tune", tmp_path / "idx", "--tune-queries", "50")
+    assert r.exit_code == 0 and "search visits 2 parts" in r.output and "faceidx merge" in r.output
     r = run(runner, "merge", tmp_path / "idx", "--json")
-    assert r.exit_code == 0 and json.loads(r.output)["merged"] is True
+    merged = json.loads(r.output)
+    assert r.exit_code == 0 and merged["merged"] is True and merged["searched_parts"] == 1
+    # one quantizer instead of one per shard
+    assert merged["index_bytes_per_vector"] < before["index_bytes_per_vector"]
     r = run(runner, "tune", tmp_path / "idx", "--target-agreement", "0.5", "--tune-queries", "100",
             "--json")
     assert r.exit_code == 0, r.output
