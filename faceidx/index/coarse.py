@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceidx.errors import DataError
-from faceidx.index.faissio import faiss
+from faceidx.index.faissio import faiss, hnsw_ef
 
 EXACT_MAX_NLIST = 65_536
-HNSW_EF_MIN = 64
 
 
 @dataclass
@@ -101,7 +100,7 @@ class CoarseAssigner:
         """(distances, list numbers) of the nprobe lists nearest each row of x."""
         nprobe = int(min(max(nprobe, 1), self.nlist))
         if self.hnsw:
-            self.index.hnsw.efSearch = max(HNSW_EF_MIN, 2 * nprobe)
+            self.index.hnsw.efSearch = hnsw_ef(nprobe)
         return self.index.search(x, nprobe)
 
 
