@@ -21,8 +21,9 @@ def _rate(name: str):
 @click.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Labelled embeddings (collection/parquet) of enrolled and not-enrolled people, "
-                   "none of its images in the gallery.")
+              help="Labelled embeddings (collection/parquet) of people not enrolled (strangers "
+                   "suffice for the threshold) and, to measure TPIR/CMC too, other photos of "
+                   "enrolled people; none of its images in the gallery.")
 @click.option("--target-far", type=float, default=1e-3, show_default=True,
               callback=_rate("--target-far"), help="1:1 false accept rate to set a threshold for.")
 @click.option("--target-fpir", type=float, default=1e-2, show_default=True,
@@ -40,8 +41,10 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
     10-fold accuracy. 1:N: every holdout face is searched against the index as built
     (N = its identities); the threshold at --target-fpir is what `faceidx query
     --threshold auto` uses. Also prints the FPIR the same threshold would give at 10x
-    and 100x N (from a fitted impostor tail). Refuses a holdout with one identity, no
-    pairs, or too few impostors for the target; warns when there are barely enough.
+    and 100x N (from a fitted impostor tail). A holdout of strangers only (nobody in it
+    enrolled) sets the threshold from their non-mated searches and reports TPIR/CMC as
+    not measured. Refuses a holdout with one identity, no pairs, or too few impostors
+    for the target; warns when there are barely enough.
 
     \b
     Example:
@@ -89,9 +92,14 @@ def _report(r: dict, path: Path) -> None:
                f"({o['gallery_faces']:,} faces): {o['mated_searches']:,} mated, "
                f"{o['nonmated_searches']:,} non-mated searches "
                f"({o['nonmated_strangers']:,} strangers + {o['nonmated_mate_removed']:,} with the mate removed)")
-    click.echo(f"  threshold {o['threshold']:.4f}: FPIR {o['fpir']:.4f} (target {o['target_fpir']:g}), "
-               f"TPIR {o['tpir']:.4f}")
-    click.echo(f"  rank-1 {o['rank1']:.4f}  rank-5 {o['rank5']:.4f}  rank-10 {o['rank10']:.4f}")
+    if o["tpir"] is None:
+        click.echo(f"  threshold {o['threshold']:.4f}: FPIR {o['fpir']:.4f} (target "
+                   f"{o['target_fpir']:g}); TPIR, FNIR and CMC not measured (no enrolled "
+                   "person in the holdout)")
+    else:
+        click.echo(f"  threshold {o['threshold']:.4f}: FPIR {o['fpir']:.4f} (target "
+                   f"{o['target_fpir']:g}), TPIR {o['tpir']:.4f}")
+        click.echo(f"  rank-1 {o['rank1']:.4f}  rank-5 {o['rank5']:.4f}  rank-10 {o['rank10']:.4f}")
     click.echo(f"  the 1:1 threshold {v['threshold']:.4f} would give FPIR "
                f"{o['fpir_at_verification_threshold']:.4f} at this N")
     ext = o.get("extrapolation")

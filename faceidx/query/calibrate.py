@@ -12,6 +12,9 @@ Two questions, two thresholds:
   NON-MATED when the person is not enrolled. Mated searches also give one non-mated
   score each: their best score among the other N-1 identities (the mate removed from
   the gallery). The threshold for the target FPIR is what `faceidx query` uses.
+  The threshold needs only non-mated searches, so a holdout of strangers alone (the usual
+  case: a public labelled set of other people) calibrates it; TPIR/FNIR/CMC need mated
+  searches and are then reported as not measured.
 
 A 1:1 threshold is not a 1:N threshold: with N identities a stranger has N chances to
 match someone, so FPIR at the 1:1 threshold is reported next to the 1:N one.
@@ -38,6 +41,10 @@ from faceidx.query.tail import fit_impostor_tail, growth_table
 log = logging.getLogger(__name__)
 
 SAME_IMAGE = 1.0 - 1e-5
+STRANGERS_ONLY = ("no holdout face belongs to an enrolled person: the 1:N threshold comes from "
+                  "the strangers' non-mated searches alone, and TPIR, FNIR and CMC are not "
+                  "measured; to measure them, add to the holdout other photos (not the "
+                  "gallery images) of some enrolled people")
 
 
 class CalibrationError(DataError):
@@ -195,21 +202,26 @@ def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings:
     lists = [hits.scores[i][impostor[i]] for i in np.flatnonzero(mated | nonmated)]
     top = np.array([x[0] if len(x) else -np.inf for x in lists])
     from_mated = int(mated.sum())
-    if not mated.any():
-        raise CalibrationError("no holdout face belongs to an enrolled identity (or all are "
-                               "gallery entries): open-set identification needs mated searches")
+    if not len(top):
+        raise CalibrationError("every holdout face is a gallery entry itself: no search is "
+                               "left to calibrate on (hold out other photos)")
     _support("non-mated searches", len(top), opts.target_fpir, opts, warnings)
     thr = M.threshold_at_fpir(top, opts.target_fpir)
     r, s = ranks[mated], mate_s[mated]
-    cmc = M.cmc(r, 10)
     out = {"gallery_identities": n_ids, "gallery_faces": int(index.ntotal),
            "mated_searches": from_mated, "nonmated_searches": len(top),
            "nonmated_strangers": int(nonmated.sum()), "nonmated_mate_removed": from_mated,
            "target_fpir": opts.target_fpir, "threshold": thr,
            "fpir": float(M.fpir_curve(top, thr)),
-           "tpir": float(1 - M.fnir_curve(r, s, thr)),
-           "rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
-           "search_seconds": search_s}
+           "tpir": None, "rank1": None, "rank5": None, "rank10": None,
+           "not_measured": [], "search_seconds": search_s}
+    if mated.any():
+        cmc = M.cmc(r, 10)
+        out.update(tpir=float(1 - M.fnir_curve(r, s, thr)), rank1=float(cmc[0]),
+                   rank5=float(cmc[4]), rank10=float(cmc[9]))
+    else:
+        out["not_measured"] = ["tpir", "fnir", "cmc"]
+        warnings.append(STRANGERS_ONLY)
     tail = fit_impostor_tail(lists, n_ids)
     if tail is None:
         warnings.append("too few high impostor scores to fit the tail: no growth extrapolation")
@@ -227,7 +239,10 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
     """Run both calibrations; returns (calibration dict for calibration.json, raw arrays).
 
     `holdout` must carry embeddings and identities (rows without identity are ignored).
-    Raises CalibrationError for a holdout with one identity, no pairs, or no mated search.
+    Raises CalibrationError for a holdout with one identity, no pairs, or no search left.
+    A holdout of strangers only (nobody enrolled) calibrates the 1:N threshold from its
+    non-mated searches; TPIR, FNIR and CMC are then None, listed in
+    openset["not_measured"], with a warning saying what would measure them.
     """
     opts = opts or CalibrationOptions()
     for name, rate in (("target FAR", opts.target_far), ("target FPIR", opts.target_fpir)):

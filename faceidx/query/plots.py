@@ -69,10 +69,11 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
     t = np.linspace(min(top.min(), raw["mate_score"][np.isfinite(raw["mate_score"])].min()
                         if np.isfinite(raw["mate_score"]).any() else top.min()), 1.0, 400)
     fpir = M.fpir_curve(top, t)
-    tpir = 1 - M.fnir_curve(raw["mate_rank"], raw["mate_score"], t)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(t, fpir, label="FPIR (strangers accepted)")
-    ax.plot(t, tpir, label="TPIR (enrolled found at rank 1)")
+    if len(raw["mate_rank"]):
+        tpir = 1 - M.fnir_curve(raw["mate_rank"], raw["mate_score"], t)
+        ax.plot(t, tpir, label="TPIR (enrolled found at rank 1)")
     ext = oset.get("extrapolation")
     if ext:
         from faceidx.query.tail import ImpostorTail
@@ -83,7 +84,8 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
             n = tail.n_identities * f
             ax.plot(tt, [tail.fpir(x, n) for x in tt], ls=":", label=f"FPIR modelled at {f}x N")
     ax.axvline(oset["threshold"], color="r", lw=1,
-               label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR {oset['tpir']:.3f}")
+               label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR "
+                     + ("not measured" if oset["tpir"] is None else f"{oset['tpir']:.3f}"))
     ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
                label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}")
     ax.set_xlabel("threshold (cosine)")

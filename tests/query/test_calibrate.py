@@ -98,14 +98,73 @@ def test_bad_holdouts(small_index, reader):
     one_each = np.arange(0, 1600, 4)
     with pytest.raises(CalibrationError, match="no genuine pairs"):
         calibrate(reader, batch(x[one_each], labels[one_each]), OPTS)
-    strangers = np.isin(labels, np.unique(labels)[250:])
-    with pytest.raises(CalibrationError, match="mated"):
-        calibrate(reader, batch(x[strangers], labels[strangers]), OPTS)
+    g, src = small_index["gallery"], small_index["sources"]
+    with pytest.raises(CalibrationError, match="gallery entry"):     # only gallery images
+        calibrate(reader, batch(x[g], labels[g], src[g]), OPTS)
     few = np.isin(labels, np.unique(labels)[190:210])
     with pytest.raises(CalibrationError, match="non-mated searches cannot estimate"):
         calibrate(reader, batch(x[few], labels[few]), CalibrationOptions(target_far=0.01, target_fpir=1e-3))
     with pytest.raises(ValueError):
         calibrate(reader, batch(x, labels), CalibrationOptions(target_fpir=0))
+
+
+def test_strangers_only_holdout(small_index, reader, calibrated):
+    """Nobody enrolled: threshold from the strangers' non-mated searches, TPIR not measured."""
+    x, labels, g = small_index["x"], small_index["labels"], small_index["gallery"]
+    enrolled = set(labels[g])
+    strangers = np.array([n not in enrolled for n in labels])
+    cal, raw = calibrate(reader, batch(x[strangers], labels[strangers]), OPTS)
+    o = cal["openset"]
+    gx, gl = x[g], labels[g]
+    top = np.stack([(x[strangers] @ gx[gl == n].T).max(axis=1) for n in sorted(enrolled)],
+                   axis=1).max(axis=1)
+    assert o["mated_searches"] == 0 and o["nonmated_searches"] == strangers.sum()
+    np.testing.assert_allclose(np.sort(raw["nonmated_top"]), np.sort(top), atol=1e-5)
+    assert o["fpir"] == pytest.approx(np.mean(top >= o["threshold"]))
+    assert o["fpir"] <= OPTS.target_fpir
+    assert cal["threshold"]["value"] == o["threshold"]
+    assert o["tpir"] is None and o["rank1"] is None
+    assert o["not_measured"] == ["tpir", "fnir", "cmc"]
+    assert any("not measured" in w and "other photos" in w for w in cal["warnings"])
+    assert cal["verification"]["genuine_pairs"] > 0          # 1:1 from the strangers' own pairs
+    # the same strangers give the same threshold inside a mixed holdout's non-mated set
+    assert abs(o["threshold"] - calibrated[0]["openset"]["threshold"]) < 0.1
+
+
+def test_strangers_only_cli_then_query_auto(small_index, tmp_path):
+    """End to end: calibrate on strangers through the CLI, then query --threshold auto."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from faceidx.cli.main import cli
+    from tests.query.conftest import write_collection
+
+    x, labels, g, src = (small_index[k] for k in ("x", "labels", "gallery", "sources"))
+    strangers = ~np.isin(labels, labels[g])
+    write_collection(tmp_path / "strangers", x[strangers], labels[strangers], src[strangers])
+    shutil.copytree(small_index["index"], tmp_path / "index")
+    run = CliRunner().invoke
+    r = run(cli, ["calibrate", str(tmp_path / "index"), "--holdout", str(tmp_path / "strangers"),
+                  "--target-fpir", "0.02", "--plots", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    assert "not measured" in r.output and "other photos" in r.output
+    assert (tmp_path / "plots" / "openset.png").stat().st_size > 1000
+    cal = json.loads((tmp_path / "index" / "calibration.json").read_text())
+    assert cal["openset"]["tpir"] is None
+    mated = ~g & ~strangers
+    write_collection(tmp_path / "probes", x[mated], labels[mated], src[mated])
+    r = run(cli, ["query", str(tmp_path / "index"), str(tmp_path / "probes"), "--json"])
+    assert r.exit_code == 0, r.output
+    answers = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert len(answers) == mated.sum()
+    assert all(a["threshold"] == cal["threshold"]["value"] for a in answers)
+    assert any(a["decision"] == a["truth"] for a in answers)
+    r = run(cli, ["query", str(tmp_path / "index"), str(tmp_path / "strangers"), "--json"])
+    accepted = [json.loads(ln)["decision"] != "unknown" for ln in r.stdout.splitlines()]
+    assert len(accepted) == strangers.sum()
+    assert np.mean(accepted) == pytest.approx(cal["openset"]["fpir"])   # the calibrated FPIR
 
 
 def test_few_pairs_warn_loudly(small_index, reader, caplog):
