@@ -42,3 +42,12 @@ class IncompleteError(DataError):
 
 class TrainingError(FaceidxError):
     """Training cannot go on (a NaN loss); the message names the step and what was kept."""
+
+
+class IndexBusyError(FaceidxError):
+    """Another writer holds the index directory's lock; the message names the holder."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.path = None if path is None else os.fspath(path)
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
