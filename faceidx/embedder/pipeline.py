@@ -137,18 +137,42 @@ def embed_paths(paths: Sequence[str | os.PathLike], model=DEFAULT_MODEL, detecto
     )
 
 
-def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=DEFAULT_MODEL, *,
-                 device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
-                 detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
-                 progress: bool = False) -> EmbedSummary:
-    """Embed `items` into the collection `out_dir`, resuming what a previous run left."""
+@dataclass
+class EmbedPlan:
+    """What a run must do: the images left after resuming, and the settings it writes."""
+
+    out: Path
+    meta: CollectionMeta
+    settings: dict
+    resuming: bool
+    todo: list[SourceItem]
+    skip_faces: dict[str, int]
+    summary: EmbedSummary
+
+
+@dataclass
+class EmbeddedBatch:
+    """Faces embedded from consecutive images of the plan, and those images' failures.
+
+    Row i of `vectors` came from image sources[i]; `images` counts the images the batch
+    finishes (with or without a face), for progress and the summary.
+    """
+
+    vectors: np.ndarray
+    identities: list
+    sources: list
+    boxes: list
+    scores: list
+    failures: list[Detection]
+    images: int
+
+
+def plan_embed(items: Sequence[SourceItem], out_dir: str | os.PathLike, meta: CollectionMeta, *,
+               tta: str = "none", detector: str = "hog", policy: str = "largest") -> EmbedPlan:
+    """Check the settings against a previous run of `out_dir` and list what is left to do."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-    if batch_size <= 0:
-        raise ValueError("batch_size must be positive")
     out = Path(out_dir)
-    face_model = open_model(model, device)
-    meta = model_meta(face_model)
     settings = {"model": meta.model, "model_version": meta.model_version, "detector": detector,
                 "faces": policy, "tta": tta}
     resuming = (out / MANIFEST_NAME).exists()
@@ -171,35 +195,64 @@ def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=
     summary = EmbedSummary(out=str(out), images=len(seen), skipped=len(seen) - len(todo))
     if summary.skipped:
         log.info("resuming %s: %d of %d images already done", out, summary.skipped, len(seen))
+    return EmbedPlan(out, meta, settings, resuming, todo, skip_faces, summary)
 
-    encoder = Encoder(face_model, device, tta)
+
+def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
+                   progress: bool = False) -> EmbedSummary:
+    """Write EmbeddedBatch items, in plan order, into the collection and failures.jsonl.
+
+    The one writer of both engines (local and Ray): same shards, face ids and files.
+    """
+    out, summary = plan.out, plan.summary
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    with CollectionWriter(out, meta, shard_rows=shard_rows, buffer_rows=min(shard_rows, 65_536),
-                          extra_fields=EXTRA_FIELDS, resume=resuming) as writer, \
+    with CollectionWriter(out, plan.meta, shard_rows=shard_rows,
+                          buffer_rows=min(shard_rows, 65_536), extra_fields=EXTRA_FIELDS,
+                          resume=plan.resuming) as writer, \
             _FailureLog(out / FAILURES_NAME) as failure_log, \
-            Counter(progress, total=len(todo), desc="embed", unit="img") as bar:
-        write_json_atomic(out / SETTINGS_NAME, settings)
-        detections = iter_detections(todo, detector, policy, workers)
-        for chips, dets in _batches(detections, batch_size, skip_faces):
-            for det in dets:
-                if det.reason is not None:
-                    failure_log.add(det)
-                    summary.failures[det.reason] = summary.failures.get(det.reason, 0) + 1
-            if chips:
-                writer.write(
-                    encoder(np.stack([c.chip for c, _ in chips])),
-                    identities=[item.identity for _, item in chips],
-                    sources=[item.path for _, item in chips],
-                    extra={"box": _box_column([c.box for c, _ in chips]),
-                           "det_score": np.asarray([c.score for c, _ in chips], np.float32)},
-                )
-                summary.faces += len(chips)
-            summary.processed += len(dets)
-            bar.update(len(dets))
+            Counter(progress, total=len(plan.todo), desc="embed", unit="img") as bar:
+        write_json_atomic(out / SETTINGS_NAME, plan.settings)
+        for batch in batches:
+            for det in batch.failures:
+                failure_log.add(det)
+                summary.failures[det.reason] = summary.failures.get(det.reason, 0) + 1
+            if len(batch.vectors):
+                writer.write(batch.vectors, identities=batch.identities, sources=batch.sources,
+                             extra={"box": _box_column(batch.boxes),
+                                    "det_score": np.asarray(batch.scores, np.float32)})
+                summary.faces += len(batch.vectors)
+            summary.processed += batch.images
+            bar.update(batch.images)
     summary.seconds = time.perf_counter() - start
     summary.rows_total = writer.result.rows
     return summary
+
+
+def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=DEFAULT_MODEL, *,
+                 device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
+                 detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
+                 progress: bool = False) -> EmbedSummary:
+    """Embed `items` into the collection `out_dir`, resuming what a previous run left."""
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    face_model = open_model(model, device)
+    plan = plan_embed(items, out_dir, model_meta(face_model), tta=tta, detector=detector,
+                      policy=policy)
+    encoder = Encoder(face_model, device, tta)
+    detections = iter_detections(plan.todo, detector, policy, workers)
+    batches = (_embedded(encoder, chips, dets)
+               for chips, dets in _batches(detections, batch_size, plan.skip_faces))
+    return write_embedded(plan, batches, shard_rows, progress)
+
+
+def _embedded(encoder: Encoder, chips: list, dets: list[Detection]) -> EmbeddedBatch:
+    vectors = (encoder(np.stack([c.chip for c, _ in chips])) if chips
+               else np.empty((0, encoder.dim), np.float32))
+    return EmbeddedBatch(vectors, [item.identity for _, item in chips],
+                         [item.path for _, item in chips], [c.box for c, _ in chips],
+                         [c.score for c, _ in chips],
+                         [d for d in dets if d.reason is not None], len(dets))
 
 
 def _box_column(boxes: list[tuple[int, int, int, int]]) -> pa.Array:
