@@ -51,3 +51,7 @@ class IndexBusyError(FaceidxError):
         self.path = None if path is None else os.fspath(path)
         self.reason = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class MissingDependencyError(FaceidxError):
+    """An optional dependency (ray, ...) is not installed; the message says how to install it."""
