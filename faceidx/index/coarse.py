@@ -16,7 +16,8 @@ coarse quantizer searched with FAISS's default efSearch of 16 returned only 58% 
 256 nearest lists on 10M synthetic faces and cut recall@1 to 0.82 whatever nprobe was;
 exact assignment costs 4 MFLOP per query at 16384 lists, less than the HNSW search at
 an efSearch that fixes it. Above EXACT_MAX_NLIST the HNSW quantizer is kept and searched
-with efSearch >= 2 * nprobe.
+with efSearch >= 2 * nprobe, given per call (SearchParametersHNSW): any number of threads
+may assign at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceidx.errors import DataError
-from faceidx.index.faissio import faiss, hnsw_ef
+from faceidx.index.faissio import faiss, hnsw_params
 
 EXACT_MAX_NLIST = 65_536
 
@@ -99,8 +100,8 @@ class CoarseAssigner:
     def assign(self, x: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances, list numbers) of the nprobe lists nearest each row of x."""
         nprobe = int(min(max(nprobe, 1), self.nlist))
-        if self.hnsw:
-            self.index.hnsw.efSearch = hnsw_ef(nprobe)
+        if self.hnsw:  # efSearch per call: the shared quantizer is never modified
+            return self.index.search(x, nprobe, params=hnsw_params(nprobe))
         return self.index.search(x, nprobe)
 
 

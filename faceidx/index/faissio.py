@@ -1,11 +1,10 @@
 """FAISS index files: atomic writes, reads that fail with DataError naming the file,
-vector preparation shared by build and search, and a thread-count context."""
+vector preparation shared by build and search, the thread count (set once) and
+per-call search parameters (nothing written on a shared index)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,19 +58,16 @@ def prepare(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-@contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Run FAISS with `n` OpenMP threads inside the block (None: leave as is)."""
-    if n is None:
-        yield
-        return
+def set_threads(n: int | None) -> int:
+    """Set FAISS's OpenMP thread count once, at start-up (None: leave it); returns it.
+
+    Searching never changes it per call: a reader shared by threads (a service) must not
+    flip process-wide state while another thread searches.
+    """
     f = faiss()
-    before = f.omp_get_max_threads()
-    f.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        f.omp_set_num_threads(before)
+    if n is not None and n >= 1:
+        f.omp_set_num_threads(int(n))
+    return int(f.omp_get_max_threads())
 
 
 def ivf_of(index):
@@ -88,11 +84,56 @@ def hnsw_ef(nprobe: int) -> int:
     return max(HNSW_EF_MIN, 2 * nprobe)
 
 
-def set_nprobe(index, nprobe: int) -> None:
-    """Probe `nprobe` lists; an HNSW coarse quantizer searches with efSearch >= 2 * nprobe."""
+def ivf_params(nprobe: int, ivf=None, quantizer=None):
+    """Per-call FAISS SearchParametersIVF for `nprobe` lists (capped at `ivf.nlist`), with
+    efSearch >= 2 * nprobe for an HNSW coarse quantizer. Nothing is written on the index."""
+    f = faiss()
+    params = f.SearchParametersIVF()
+    params.nprobe = int(min(nprobe, ivf.nlist) if ivf is not None else nprobe)
+    if quantizer is None and ivf is not None:
+        quantizer = f.downcast_index(ivf.quantizer)
+    if quantizer is not None and isinstance(quantizer, f.IndexHNSW):
+        params.quantizer_params = hnsw_params(params.nprobe)
+    return params
+
+
+def hnsw_params(nprobe: int):
+    """Per-call SearchParametersHNSW with the efSearch `hnsw_ef(nprobe)`."""
+    params = faiss().SearchParametersHNSW()
+    params.efSearch = hnsw_ef(nprobe)
+    return params
+
+
+def search_preassigned(ivf, x: np.ndarray, k: int, lists: np.ndarray, dist: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """IndexIVF.search_preassigned with nprobe = lists.shape[1] given per call.
+
+    FAISS's Python wrapper asserts `params is None` and reads nprobe from the index, so
+    the C++ entry is called with SearchParametersIVF (reentrant: the index is not touched).
+    """
+    f = faiss()
+    n = len(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    lists = np.ascontiguousarray(lists, dtype=np.int64)
+    dist = np.ascontiguousarray(dist, dtype=np.float32)
+    params = f.SearchParametersIVF()
+    params.nprobe = int(lists.shape[1])
+    d = np.empty((n, k), np.float32)
+    i = np.empty((n, k), np.int64)
+    ivf.search_preassigned_c(n, f.swig_ptr(x), k, f.swig_ptr(lists), f.swig_ptr(dist),
+                             f.swig_ptr(d), f.swig_ptr(i), False, params, None)
+    return d, i
+
+
+def search_with_nprobe(index, x: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    """index.search with `nprobe` as a per-call parameter (through a pre-transform too)."""
+    f = faiss()
     ivf = ivf_of(index)
-    if ivf is not None:
-        ivf.nprobe = int(min(nprobe, ivf.nlist))
-        quantizer = faiss().downcast_index(ivf.quantizer)
-        if isinstance(quantizer, faiss().IndexHNSW):
-            quantizer.hnsw.efSearch = hnsw_ef(ivf.nprobe)
+    if ivf is None:
+        return index.search(x, k)
+    params = ivf_params(nprobe, ivf)
+    if isinstance(f.downcast_index(index), f.IndexPreTransform):
+        outer = f.SearchParametersPreTransform()
+        outer.index_params = params
+        return index.search(x, k, params=outer)
+    return index.search(x, k, params=params)

@@ -10,6 +10,11 @@ k * k_factor candidates with the stored nprobe; the lists to probe are computed 
 query for all parts (faceidx/index/coarse.py). Candidates are merged globally and
 re-ranked with the exact unit vectors kept in each shard's row store, so returned
 scores are exact cosine similarities.
+
+Reentrant: a search changes no state of the reader, of its FAISS indexes or of the
+process (nprobe / efSearch are per-call SearchParameters; FAISS's OpenMP thread count is
+set once at start-up with `faissio.set_threads`), so any number of threads may search
+one open reader at once and get the answers one thread gets.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from faceidx.errors import DataError
 from faceidx.index.coarse import CoarseAssigner, Part
-from faceidx.index.faissio import prepare, read_index, set_nprobe, threads
+from faceidx.index.faissio import prepare, read_index, search_preassigned, search_with_nprobe
 from faceidx.index.manifest import SHARD_INDEX, IndexManifest
 from faceidx.index.store import RowStore, ShardStore
 from faceidx.io import CollectionMeta
@@ -85,8 +90,7 @@ class IndexReader:
         n += min(len(self.erased), n)  # over-fetch what erased rows may take
         residual = any(p.ivf is None or p.ivf.by_residual for p in self.parts)
         step = query_block(nprobe, x.shape[1], residual)
-        with threads(1 if q == 1 else None):
-            got = [self._search_parts(x[a:a + step], n, nprobe) for a in range(0, q, step)]
+        got = [self._search_parts(x[a:a + step], n, nprobe) for a in range(0, q, step)]
         d = np.concatenate([g[0] for g in got])
         r = np.concatenate([g[1] for g in got])
         r[self._is_erased(r)] = -1
@@ -106,14 +110,12 @@ class IndexReader:
         for part in self.parts:
             kk = min(n, max(part.ntotal, 1))
             if part.ivf is None or self.coarse is None:
-                set_nprobe(part.index, nprobe)
-                d, r = part.index.search(x, kk)
+                d, r = search_with_nprobe(part.index, x, kk, nprobe)
             else:
                 xt = part.transform(x)
                 if assigned is None:
                     assigned = self.coarse.assign(xt, nprobe)
-                part.ivf.nprobe = assigned[1].shape[1]
-                d, r = part.ivf.search_preassigned(xt, kk, assigned[1], assigned[0])
+                d, r = search_preassigned(part.ivf, xt, kk, assigned[1], assigned[0])
             dists.append(d)
             rows.append(r)
         return np.concatenate(dists, axis=1), np.concatenate(rows, axis=1)
