@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from faceidx.cli.options import device_option, echo_json, json_option, settings
+from faceidx.cli.options import (
+    device_option,
+    echo_json,
+    json_option,
+    require_collection,
+    settings,
+)
 
 
 @click.command()
@@ -20,22 +26,31 @@ def add(index_dir: Path, collection: Path, shard_rows: int, device: str, as_json
     """Add a collection's faces to an index as new shards (same model and D required).
 
     The trained quantizer is reused as is. Face ids that collide with indexed ones are
-    renumbered from the index's next free face id. An interrupted add resumes when rerun.
+    renumbered from the index's next free face id. The index keeps serving while the
+    new shards are built; they are published together at the end. An interrupted add
+    resumes when rerun (with any --shard-rows); a collection already added is a no-op.
+    One writer at a time: a second one is refused, naming the first.
 
     \b
     Example:
       faceidx add faces.index new-faces/
     """
-    from faceidx.index.build import BuildOptions, add_collection
+    from faceidx.index.build import BuildOptions
     from faceidx.index.describe import describe_index
+    from faceidx.index.writer import open_writer
 
-    before = describe_index(index_dir)["rows"]
-    add_collection(index_dir, collection, BuildOptions(shard_rows=shard_rows, device=device,
-                                                       progress=settings().progress))
+    require_collection(collection, "add")
+    with open_writer(index_dir, "faceidx add") as writer:
+        result = writer.add_collection(collection, options=BuildOptions(
+            shard_rows=shard_rows, device=device, progress=settings().progress))
     info = describe_index(index_dir)
-    info["added"] = info["rows"] - before
+    info["added"] = result["added"]
+    info["already_added"] = result["already_added"]
     if as_json:
         echo_json(info)
+        return
+    if result["already_added"]:
+        click.echo(f"{index_dir}: {collection} was already added; nothing to do")
         return
     click.echo(f"{index_dir}: added {info['added']} faces; now {info['rows']} faces, "
                f"{info['identities']} identities in {info['shards']} shard(s)")

@@ -58,8 +58,10 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
       faceidx build faces/ --out faces.index --index-spec IVF4096,PQ32x4fsr --merge
       faceidx info faces.index
     """
+    from faceidx.cli.options import require_collection
     from faceidx.index.build import BuildOptions, build_index
 
+    require_collection(collection, "build")
     opts = BuildOptions(index_spec=index_spec, max_memory=parse_size(max_memory),
                         train_size=train_size, shard_rows=shard_rows,
                         target_agreement=target_agreement, tune_queries=tune_queries,
@@ -81,9 +83,10 @@ def merge(index_dir: Path, as_json: bool) -> None:
     Example:
       faceidx merge faces.index
     """
-    from faceidx.index.merge import merge_index
+    from faceidx.index.writer import open_writer
 
-    merge_index(index_dir)
+    with open_writer(index_dir, "faceidx merge") as writer:
+        writer.merge()
     _report(index_dir, as_json)
 
 
@@ -105,15 +108,10 @@ def tune(index_dir: Path, target_agreement: float, tune_queries: int, as_json: b
       faceidx tune faces.index
       faceidx tune faces.index --target-agreement 0.99 --tune-queries 2000
     """
-    from faceidx.errors import DataError
-    from faceidx.index.manifest import IndexManifest
-    from faceidx.index.tune import tune_search
+    from faceidx.index.writer import open_writer
 
-    manifest = IndexManifest.load(index_dir)
-    if not manifest.complete:
-        raise DataError("index build is unfinished; rerun `faceidx build` to resume it", index_dir)
-    tune_search(index_dir, manifest, target_agreement, tune_queries, force=True)
-    manifest.save(index_dir)
+    with open_writer(index_dir, "faceidx tune") as writer:
+        writer.tune(target_agreement, tune_queries)
     _report(index_dir, as_json)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from faceidx.cli.options import echo_json, json_option
+from faceidx.cli.options import echo_json, json_option, warn
 
 
 def _rate(name: str):
@@ -69,7 +69,7 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
         result["plots"] = [str(p) for p in write_plots(plots_dir, result, raw)]
     path = save_calibration(index_dir, result)
     for w in result["warnings"]:
-        click.echo(f"warning: {w}", err=True)
+        warn(w)  # once: the library may have logged the same text
     if as_json:
         echo_json({"calibration": str(path), **result})
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from faceidx.cli.options import echo_json, human_bytes, json_option
+from faceidx.cli.options import echo_json, human_bytes, json_option, require_collection
 from faceidx.io import open_collection
 
 INDEX_MANIFEST = "manifest.json"
@@ -34,6 +34,39 @@ def describe_collection(path: Path, count_identities: bool = True) -> dict:
     return out
 
 
+def calibration_state(index_dir: Path) -> dict:
+    """calibrated (bool), threshold, target FPIR, N then and now, and a note when stale.
+
+    A calibration.json that cannot be used (another index's, malformed) is reported, not
+    raised: `info` describes what is there.
+    """
+    from faceidx.errors import DataError
+    from faceidx.index.manifest import IndexManifest
+    from faceidx.query.calibfile import (
+        CALIBRATION_NAME,
+        check_growth,
+        gallery_size,
+        load_calibration,
+    )
+
+    if not (index_dir / CALIBRATION_NAME).exists():
+        return {"calibrated": False,
+                "calibration": "none: run `faceidx calibrate` before `query --threshold auto`"}
+    manifest = IndexManifest.load(index_dir).to_json()
+    try:
+        cal = load_calibration(index_dir, manifest)
+    except DataError as err:
+        return {"calibrated": False, "calibration": f"unusable: {err.reason}"}
+    thr = cal["threshold"]
+    then = cal.get("index", {}).get("identities", thr.get("gallery_identities"))
+    now = gallery_size(manifest)["identities"]
+    grown = check_growth(cal, manifest)
+    return {"calibrated": True, "threshold": thr["value"], "target_fpir": thr.get("target_fpir"),
+            "calibrated_identities": then, "grown_since_calibration": now > (then or 0),
+            "calibration": grown or f"current: the gallery has the {now} identities it was "
+                                    "calibrated at"}
+
+
 @click.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--verify", is_flag=True, help="Also check every shard's SHA-256 checksum.")
@@ -50,7 +83,9 @@ def info(path: Path, verify: bool, as_json: bool) -> None:
         from faceidx.index.describe import describe_index
 
         summary = describe_index(path)
+        summary.update(calibration_state(path))
     else:
+        require_collection(path, "info")
         summary = describe_collection(path)
         if verify:
             open_collection(path).verify()
@@ -58,9 +93,10 @@ def info(path: Path, verify: bool, as_json: bool) -> None:
     if as_json:
         echo_json(summary)
         return
+    width = max(14, *(len(k) for k in summary))
     for key, value in summary.items():
         if key == "bytes":
             value = f"{value} ({human_bytes(value)})"
         elif isinstance(value, (list, dict)):
             value = ", ".join(map(str, value)) if isinstance(value, list) else value
-        click.echo(f"{key:>14}: {value}")
+        click.echo(f"{key:>{width}}: {value}")

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import click
 
 from faceidx import __version__
-from faceidx.cli.options import Settings
+from faceidx.cli.options import Settings, add_global_options, configure_logging
 from faceidx.errors import FaceidxError
 
 
 class FaceidxGroup(click.Group):
-    """Turns library errors into one-line messages (exit 1); usage errors stay exit 2."""
+    """Turns library errors into one-line messages (exit 1); usage errors stay exit 2.
+
+    Every subcommand also accepts -v/-q after its name (`faceidx query IDX x.jpg -q`).
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(add_global_options(cmd), name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -24,8 +29,10 @@ class FaceidxGroup(click.Group):
 
 @click.group(cls=FaceidxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="faceidx")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars, only results and errors.")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-vv for debug); also accepted after the command.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars or info lines: results, warnings and errors only.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Face identification at billion scale: embed, build, calibrate, query.
@@ -36,8 +43,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
       faceidx info faces
     """
     ctx.obj = Settings(verbose=verbose, quiet=quiet)
-    level = logging.WARNING - 10 * verbose if not quiet else logging.ERROR
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose, quiet)
     # FAISS/OpenMP busy-wait on a loaded 2-core machine; this is the edge, so set it here.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -48,12 +54,14 @@ def _register() -> None:
     from faceidx.cli.calibrate import calibrate
     from faceidx.cli.embed import embed
     from faceidx.cli.erase import erase
+    from faceidx.cli.export_model import export_model
     from faceidx.cli.info import info
     from faceidx.cli.query import query
     from faceidx.cli.synth import synth
     from faceidx.cli.train import train
 
-    for command in (info, synth, embed, train, build, merge, tune, add, erase, calibrate, query):
+    for command in (info, synth, embed, train, build, merge, tune, add, erase, calibrate, query,
+                    export_model):
         cli.add_command(command)
 
 

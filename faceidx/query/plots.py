@@ -69,30 +69,42 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
     t = np.linspace(min(top.min(), raw["mate_score"][np.isfinite(raw["mate_score"])].min()
                         if np.isfinite(raw["mate_score"]).any() else top.min()), 1.0, 400)
     fpir = M.fpir_curve(top, t)
+    # FPIR on a log axis: the region users set thresholds in (1% and below) is visible;
+    # a rate of 0 is drawn at half of one search in the sample (the measurable floor).
+    fpir_floor = 0.5 / len(top)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(t, fpir, label="FPIR (strangers accepted)")
-    if len(raw["mate_rank"]):
-        tpir = 1 - M.fnir_curve(raw["mate_rank"], raw["mate_score"], t)
-        ax.plot(t, tpir, label="TPIR (enrolled found at rank 1)")
+    handles = ax.semilogy(t, np.maximum(fpir, fpir_floor), label="FPIR (strangers accepted, log)")
+    handles.append(ax.axhline(oset["target_fpir"], color="r", ls=":", lw=1,
+                              label=f"target FPIR {oset['target_fpir']:g}"))
     ext = oset.get("extrapolation")
     if ext:
         from faceidx.query.tail import ImpostorTail
 
         tail = ImpostorTail(**ext["tail"])
         tt = t[t >= tail.u]
-        for f in (10, 100):
+        for f, color in ((10, "tab:orange"), (100, "tab:brown")):
             n = tail.n_identities * f
-            ax.plot(tt, [tail.fpir(x, n) for x in tt], ls=":", label=f"FPIR modelled at {f}x N")
-    ax.axvline(oset["threshold"], color="r", lw=1,
-               label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR "
-                     + ("not measured" if oset["tpir"] is None else f"{oset['tpir']:.3f}"))
-    ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
-               label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}")
+            handles += ax.semilogy(tt, np.maximum([tail.fpir(x, n) for x in tt], fpir_floor),
+                                   ls=":", color=color, label=f"FPIR modelled at {f}x N")
+    ax.set_ylim(fpir_floor * 0.8, 1.05)
+    if len(raw["mate_rank"]):
+        tpir = 1 - M.fnir_curve(raw["mate_rank"], raw["mate_score"], t)
+        right = ax.twinx()
+        handles += right.plot(t, tpir, color="tab:green", label="TPIR (enrolled found at rank 1, right)")
+        right.set_ylim(0, 1.02)
+        right.set_ylabel("TPIR (linear)")
+    handles.append(ax.axvline(
+        oset["threshold"], color="r", lw=1,
+        label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR "
+              + ("not measured" if oset["tpir"] is None else f"{oset['tpir']:.3f}")))
+    handles.append(ax.axvline(
+        verif["threshold"], color="k", ls="--", lw=1,
+        label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}"))
     ax.set_xlabel("threshold (cosine)")
-    ax.set_ylabel("rate")
+    ax.set_ylabel(f"FPIR (log; floor {fpir_floor:.1e} = none of {len(top):,} searches)")
     ax.set_title(f"Open-set 1:N, gallery N = {oset['gallery_identities']:,} identities")
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
     paths.append(_save(fig, out / "openset.png"))
     return paths
 
