@@ -1,20 +1,22 @@
-"""Model registry: a name or a MODEL_DIR -> FaceModel.
+"""Model registry: a name, a model card or a MODEL_DIR -> FaceModel.
 
 `load_model(spec, device)` accepts a registered pretrained name (`dlib-resnet-v1`), a
-dlib face ResNet `.dat` file given by path, or a trained MODEL_DIR holding `faceidx-model.json` ({"name", "version", "architecture",
-"embedding_dim", "input_size": 150, "base"}) and `model.safetensors`, the state dict of
-`ARCHITECTURES[architecture](embedding_dim)`. Nothing is loaded at import time and
-nothing is cached between calls: each call builds its model.
+dlib face ResNet `.dat` file given by path, or a model with a card (modelcard.py): a
+folder holding `faceidx-model.json`, the card file itself, or a model file with its card
+beside it (`model.onnx` + `model.onnx.json`). Card formats: `faceidx` (a trained
+MODEL_DIR: the state dict of `ARCHITECTURES[architecture](embedding_dim)` in
+`model.safetensors`), `dlib-dat`, `onnx` and `torchscript` (runtimes.py). Nothing is
+loaded at import time and nothing is cached between calls: each call builds its model.
 
-A FaceModel takes float (N, 3, 150, 150) RGB in 0..255 and returns L2-normalised (N, D);
-`.raw(x)` is the un-normalised descriptor (for parity with dlib), `.net` the trainable
-architecture module whose state dict a MODEL_DIR stores.
+A FaceModel takes float (N, 3, S, S) RGB in 0..255 (S = its card's input_size, 150 for
+dlib's template) and returns L2-normalised (N, D); `.raw(x)` is the un-normalised
+descriptor (for parity with dlib), `.net` the network, `.card` its ModelCard.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -31,11 +33,12 @@ from faceidx.embedder.device import (
     prepare_model,
     resolve_device,
 )
+from faceidx.embedder.modelcard import CARD_NAME, ModelCard, card_path, read_card
 from faceidx.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "faceidx-model.json"
+CONFIG_NAME = CARD_NAME
 WEIGHTS_NAME = "model.safetensors"
 INPUT_SIZE = 150
 DLIB_RESNET_V1 = "dlib-resnet-v1"
@@ -89,18 +92,32 @@ class FaceModel(nn.Module):
     `autocast_dtype` (CUDA only) is set by `enable_autocast` after a parity check.
     """
 
-    def __init__(self, net: nn.Module, name: str, version: str, dim: int):
+    def __init__(self, net: nn.Module, name: str, version: str, dim: int,
+                 card: ModelCard | None = None):
         super().__init__()
         self.net = net
         self.name = name
         self.version = str(version)
         self.dim = int(dim)
+        self.card = card or ModelCard(name=name, version=str(version), format="faceidx",
+                                      embedding_dim=int(dim))
         self.autocast_dtype: torch.dtype | None = None
         self._fast: tuple | None = None  # (weights key, inference copy); not a submodule
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        for t in itertools.chain(self.net.parameters(), self.net.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def template(self) -> str:
+        """The alignment template its chips must follow (modelcard.TEMPLATE_SIZES)."""
+        return self.card.template
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
 
     def runner(self) -> nn.Module:
         """The module that computes `raw`: `.net` itself, or for inference its fast copy.
@@ -144,7 +161,7 @@ class FaceModel(nn.Module):
 
     def embed_chips(self, chips: np.ndarray, batch_size: int = 64, raw: bool = False
                     ) -> np.ndarray:
-        """uint8 (N, 150, 150, 3) RGB chips -> float32 (N, dim), normalised unless `raw`."""
+        """uint8 (N, S, S, 3) RGB chips (S = input_size) -> float32 (N, dim), normalised unless `raw`."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = np.empty((len(chips), self.dim), dtype=np.float32)
@@ -161,25 +178,54 @@ class FaceModel(nn.Module):
 
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> FaceModel:
-    """A registered name (e.g. "dlib-resnet-v1") or a MODEL_DIR -> FaceModel on `device`.
+    """A registered name, a .dat file, a model card or a MODEL_DIR -> FaceModel on `device`.
 
-    Unknown names, a MODEL_DIR with a missing/malformed config, an unknown architecture
-    or weights that do not fit it raise DataError naming the file or folder.
+    Unknown names, a card that is missing, malformed or disagrees with its network
+    (input size, embedding dimension), an unknown architecture or weights that do not
+    fit it raise DataError naming the file or folder.
     """
     dev = resolve_device(device)
     key = os.fspath(spec)
+    card_file = None if key in PRETRAINED else card_path(key)
     if key in PRETRAINED:
         net, version = PRETRAINED[key]()
-        model = FaceModel(net, key, version, _output_dim(net, key))
-    elif Path(key).is_dir():
-        model = _load_model_dir(Path(key))
+        dim = _output_dim(net, key)
+        card = ModelCard(name=key, version=version, format="dlib-dat", embedding_dim=dim)
+        model = FaceModel(net, key, version, dim, card)
+    elif card_file is not None:
+        model = _load_card(read_card(card_file), dev, str(device))
     elif key.endswith(".dat"):
         model = _load_dlib_file(Path(key))
+    elif Path(key).suffix.lower() in (".onnx", ".pt", ".pth", ".ts"):
+        raise DataError(f"a model file needs its card beside it ({Path(key).name}.json: name, "
+                        "version, format, embedding_dim, template; see docs/INTEROP.md)", key)
     else:
         raise DataError(f"unknown model: not a registered name ({', '.join(available_models())}),"
-                        " a model directory nor a dlib .dat file", key)
+                        " a model directory, a model card nor a dlib .dat file", key)
     model.net = prepare_model(model.net, dev)
     return model.eval()
+
+
+def _load_card(card: ModelCard, device: torch.device, requested: str) -> FaceModel:
+    """The network a card describes, by its format."""
+    if card.format == "faceidx":
+        net = _load_state_dict_net(card)
+    elif card.format == "dlib-dat":
+        from faceidx.embedder.weights import load_dlib_resnet
+
+        if card.input_size != INPUT_SIZE or card.embedding_dim != 128:
+            raise DataError("a dlib face ResNet takes 150x150 chips and gives 128-D vectors",
+                            card.folder / CARD_NAME)
+        net = load_dlib_resnet(card.weights)
+    elif card.format == "onnx":
+        from faceidx.embedder.runtimes import load_onnx
+
+        net = load_onnx(card, device, requested)
+    else:
+        from faceidx.embedder.runtimes import load_torchscript
+
+        net = load_torchscript(card, device)
+    return FaceModel(net, card.name, card.version, card.embedding_dim, card)
 
 
 def _load_dlib_file(path: Path) -> FaceModel:
@@ -188,7 +234,10 @@ def _load_dlib_file(path: Path) -> FaceModel:
     from faceidx.io.atomic import sha256_file
 
     net = load_dlib_resnet(path)  # DataError naming the file when missing or damaged
-    return FaceModel(net, f"dlib-resnet-file:{path.stem}", sha256_file(path)[:12], 128)
+    name, version = f"dlib-resnet-file:{path.stem}", sha256_file(path)[:12]
+    card = ModelCard(name=name, version=version, format="dlib-dat", embedding_dim=128,
+                     file=path.name, folder=path.parent)
+    return FaceModel(net, name, version, 128, card)
 
 
 def _output_dim(net: nn.Module, where: str) -> int:
@@ -199,43 +248,29 @@ def _output_dim(net: nn.Module, where: str) -> int:
 
 
 def read_model_config(model_dir: Path) -> dict:
-    """faceidx-model.json of a MODEL_DIR, checked; DataError naming the file otherwise."""
-    path = model_dir / CONFIG_NAME
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DataError(f"not a model directory (no {CONFIG_NAME})", model_dir) from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"malformed model config: {err}", path) from err
-    if not isinstance(config, dict):
-        raise DataError("model config is not a JSON object", path)
-    for key in ("name", "version", "architecture", "embedding_dim"):
-        if key not in config:
-            raise DataError(f"model config lacks {key!r}", path)
-    dim = config["embedding_dim"]
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise DataError(f"embedding_dim must be a positive integer, got {dim!r}", path)
-    size = config.get("input_size", INPUT_SIZE)
-    if size != INPUT_SIZE:
-        raise DataError(f"input_size {size!r} is not supported (chips are {INPUT_SIZE})", path)
-    return config
+    """faceidx-model.json of a MODEL_DIR as JSON, checked; DataError naming the file otherwise."""
+    return read_card(Path(model_dir) / CARD_NAME).to_json()
 
 
-def _load_model_dir(model_dir: Path) -> FaceModel:
-    config = read_model_config(model_dir)
-    arch = config["architecture"]
+def _load_state_dict_net(card: ModelCard) -> nn.Module:
+    """A `faceidx` card: ARCHITECTURES[architecture](embedding_dim) with its safetensors."""
+    model_dir = card.folder
+    arch = card.architecture
     builder = ARCHITECTURES.get(arch)
     if builder is None:
         raise DataError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})",
                         model_dir)
-    net = builder(config["embedding_dim"])
-    weights = model_dir / WEIGHTS_NAME
+    if card.input_size != INPUT_SIZE:
+        raise DataError(f"input_size {card.input_size} is not supported by architecture "
+                        f"{arch!r} (chips are {INPUT_SIZE})", model_dir / CARD_NAME)
+    net = builder(card.embedding_dim)
+    weights = card.weights
     try:
         from safetensors.torch import load_file
 
         state = load_file(str(weights))
     except FileNotFoundError as err:
-        raise DataError(f"model weights {WEIGHTS_NAME} missing", model_dir) from err
+        raise DataError(f"model weights {weights.name} missing", model_dir) from err
     except Exception as err:  # safetensors raises its own error types on damaged files
         raise DataError(f"cannot read model weights: {err}", weights) from err
     try:
@@ -243,6 +278,6 @@ def _load_model_dir(model_dir: Path) -> FaceModel:
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         raise DataError(f"weights do not fit architecture {arch!r} "
-                        f"(dim {config['embedding_dim']}): {' '.join(first[:3])}",
+                        f"(dim {card.embedding_dim}): {' '.join(first[:3])}",
                         model_dir) from err
-    return FaceModel(net, str(config["name"]), str(config["version"]), config["embedding_dim"])
+    return net
