@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from faceidx.cli.options import device_option, echo_json, json_option, settings
+from faceidx.cli.ray_option import ray_address_arg, ray_option
 
 
 @click.command()
@@ -32,10 +33,11 @@ from faceidx.cli.options import device_option, echo_json, json_option, settings
 @click.option("--identity-regex", default=None,
               help=r"Flat folder: identity = group 1 of this regex in the file name, "
                    r"e.g. 'subject(\d+)\.'.")
+@ray_option
 @json_option
 def embed(source: Path, out: Path, model: str, device: str, batch_size: int, workers: int | None,
           tta: str, shard_rows: int, detector: str, policy: str, identity_regex: str | None,
-          as_json: bool) -> None:
+          ray_address: str | None, as_json: bool) -> None:
     """Detect, align and embed the faces of SOURCE into the collection OUT.
 
     SOURCE is a folder-per-identity tree (LFW, ORL), a flat folder (identities from
@@ -51,6 +53,7 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
       faceidx embed ../shared/data/lfw-subset --out lfw-emb
       faceidx embed ../shared/data/yale --identity-regex 'subject(\\d+)\\.' --out yale-emb
       faceidx embed crops/ --detector none --tta flip --out crops-emb
+      faceidx embed /shared/photos --out /shared/faces --ray auto   # on a Ray cluster
     """
     import os
     import re
@@ -65,15 +68,24 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
             raise click.BadParameter(str(err), param_hint="--identity-regex") from err
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
-    if device == "cuda":
+    if device == "cuda" and ray_address is None:
         import torch
 
         if not torch.cuda.is_available():
             raise click.BadParameter("no CUDA device is available", param_hint="--device")
     items = list_source(source, identity_regex)
-    summary = embed_source(items, out, model, device=device, batch_size=batch_size,
-                           workers=workers, tta=tta, detector=detector, policy=policy,
-                           shard_rows=shard_rows, progress=settings().progress)
+    if ray_address is not None:
+        from faceidx.distributed.cluster import ray_session
+        from faceidx.distributed.embed import embed_source_ray
+
+        with ray_session(ray_address_arg(ray_address), quiet=settings().quiet):
+            summary = embed_source_ray(items, out, model, batch_size=batch_size, tta=tta,
+                                       detector=detector, policy=policy, shard_rows=shard_rows,
+                                       device=device, progress=settings().progress)
+    else:
+        summary = embed_source(items, out, model, device=device, batch_size=batch_size,
+                               workers=workers, tta=tta, detector=detector, policy=policy,
+                               shard_rows=shard_rows, progress=settings().progress)
     if as_json:
         echo_json(summary.to_json())
         return
@@ -85,3 +97,5 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items()))
     click.echo(f"failures {failed}" + (f" ({reasons}; see {out / 'failures.jsonl'})" if failed else ""))
     click.echo(f"speed    {s.images_per_s:.1f} images/s ({s.processed} in {s.seconds:.1f} s)")
+    if s.nodes:
+        click.echo(f"ray      work spread over {len(s.nodes)} node(s)")

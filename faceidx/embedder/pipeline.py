@@ -70,6 +70,7 @@ class EmbedSummary:
     failures: dict[str, int] = field(default_factory=dict)
     rows_total: int = 0
     seconds: float = 0.0
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)  # Ray engine: work per node
 
     @property
     def images_per_s(self) -> float:
@@ -80,7 +81,8 @@ class EmbedSummary:
                 "processed": self.processed, "faces": self.faces,
                 "failed": sum(self.failures.values()), "failures": dict(self.failures),
                 "rows_total": self.rows_total, "seconds": round(self.seconds, 3),
-                "images_per_s": round(self.images_per_s, 2)}
+                "images_per_s": round(self.images_per_s, 2),
+                **({"nodes": self.nodes} if self.nodes else {})}
 
 
 @dataclass
