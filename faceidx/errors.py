@@ -55,3 +55,7 @@ class IndexBusyError(FaceidxError):
 
 class MissingDependencyError(FaceidxError):
     """An optional dependency (ray, ...) is not installed; the message says how to install it."""
+
+
+class NotFoundError(DataError):
+    """An identity or face id that the gallery does not hold."""

@@ -8,7 +8,8 @@ estimates: the top identity is the answer when its exact score >= threshold, oth
 the probe is "unknown".
 
     hits = identify(open_index("idx"), probes, k=5, threshold=0.62)
-    hits[0].decision          # "Ada_Lovelace" or None (unknown)
+    hits[0].decision          # "Ada_Lovelace" or None (see hits[0].status)
+    hits[0].status            # "known", "unknown", "unlabelled" (a nameless face) or "no_face"
     hits[0].candidates[0]     # Candidate(identity, score, face_id, source)
 """
 
@@ -57,35 +58,84 @@ class Candidate:
                 "face_id": self.face_id, "source": self.source}
 
 
+#: status of an Identification: who the probe is, as far as the gallery and threshold say
+KNOWN = "known"              # the top identity scored >= threshold: decision is its name
+UNLABELLED = "unlabelled"    # the top face scored >= threshold but was enrolled without a name
+NO_FACE = "no_face"          # nothing to search: the image had no usable face (see reason)
+
+
 @dataclass
 class Identification:
-    """The answer for one probe: candidates best first, and the decision."""
+    """The answer for one probe: candidates best first, and the decision.
+
+    `status` says what the answer is: KNOWN (decision = the name), UNKNOWN (nobody scored
+    the threshold), UNLABELLED (a nameless gallery face did: not the same as a stranger)
+    or NO_FACE (a skipped probe; `reason` says why). `fpir` is the calibrated false
+    positive identification rate at `threshold` for this gallery (None when unknown);
+    `box` is the probe face's (left, top, right, bottom) in its image when it came from one.
+    """
 
     candidates: list[Candidate] = field(default_factory=list)
     threshold: float | None = None
+    fpir: float | None = None
+    box: tuple[int, int, int, int] | None = None
+    reason: str | None = None
+
+    @classmethod
+    def skipped(cls, reason: str, threshold: float | None = None) -> Identification:
+        """The record of a probe that could not be searched (reason: no_face, corrupt...)."""
+        return cls([], threshold, reason=reason)
 
     @property
     def top_score(self) -> float:
         return self.candidates[0].score if self.candidates else float("-inf")
 
     @property
+    def margin(self) -> float | None:
+        """Top score minus the runner-up's (None with fewer than two candidates)."""
+        if len(self.candidates) < 2:
+            return None
+        return self.candidates[0].score - self.candidates[1].score
+
+    @property
+    def accepted(self) -> bool:
+        """The top candidate scored the threshold (always, without a threshold)."""
+        if not self.candidates:
+            return False
+        return self.threshold is None or self.top_score >= self.threshold
+
+    @property
+    def status(self) -> str:
+        if self.reason is not None:
+            return NO_FACE if self.reason == NO_FACE else self.reason
+        if not self.accepted:
+            return UNKNOWN
+        return KNOWN if self.candidates[0].identity is not None else UNLABELLED
+
+    @property
     def decision(self) -> str | None:
-        """The top identity if its exact score >= threshold; None means unknown.
+        """The top identity if its exact score >= threshold; None otherwise (see status).
 
         Without a threshold (None) the top identity is returned (closed-set answer).
         """
-        if not self.candidates:
-            return None
-        if self.threshold is not None and not self.top_score >= self.threshold:
-            return None
-        return self.candidates[0].identity
+        return self.candidates[0].identity if self.accepted else None
 
     def to_json(self) -> dict:
-        d = self.decision
-        return {"decision": UNKNOWN if d is None else d,
-                "score": round(self.top_score, 6) if self.candidates else None,
-                "threshold": self.threshold,
-                "candidates": [c.to_json(r + 1) for r, c in enumerate(self.candidates)]}
+        """decision: the name, "unknown" (nobody scored the threshold) or null (unlabelled
+        face or skipped probe); status tells them apart."""
+        status = self.status
+        decision = self.decision if status == KNOWN else (UNKNOWN if status == UNKNOWN else None)
+        margin = self.margin
+        out = {"decision": decision, "status": status,
+               "score": round(self.top_score, 6) if self.candidates else None,
+               "threshold": self.threshold, "fpir": self.fpir,
+               "margin": None if margin is None else round(margin, 6),
+               "candidates": [c.to_json(r + 1) for r, c in enumerate(self.candidates)]}
+        if self.box is not None:
+            out["box"] = [int(v) for v in self.box]
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 def check_threshold(threshold: float | None) -> None:
