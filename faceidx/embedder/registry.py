@@ -58,6 +58,7 @@ def _lazy(module: str, attr: str) -> Callable[[int], nn.Module]:
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "dlib-resnet": _lazy("faceidx.embedder.resnet", "build_dlib_resnet"),
     "small-cnn": _lazy("faceidx.embedder.nets_small", "build_small_cnn"),
+    "inception-resnet-v1": _lazy("faceidx.embedder.inception_resnet", "build_inception_resnet_v1"),
 }
 
 
