@@ -48,6 +48,9 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
           center: bool, merge: bool, device: str, as_json: bool) -> None:
     """Index a collection: train on a sample, add shard by shard, tune search defaults.
 
+    COLLECTION may also be an ann-benchmarks HDF5 file or a big-ann .fbin (folder): its
+    train vectors are imported once into OUT.collection/ and indexed from there.
+
     Streams the collection (bounded memory), writes each stage atomically and resumes
     an interrupted build when rerun with the same arguments. Scores are cosine
     similarities; exact vectors are kept beside the index for re-ranking.
@@ -56,11 +59,15 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
     Example:
       faceidx build faces/ --out faces.index
       faceidx build faces/ --out faces.index --index-spec IVF4096,PQ32x4fsr --merge
+      faceidx build glove-100-angular.hdf5 --out glove.index
       faceidx info faces.index
     """
     from faceidx.cli.options import require_collection
     from faceidx.index.build import BuildOptions, build_index
+    from faceidx.io.exchange import collection_from_vector_file, vector_file_format
 
+    if vector_file_format(collection):  # ann-benchmarks HDF5 / big-ann: its train split
+        collection = collection_from_vector_file(collection, Path(f"{out_dir}.collection"))
     require_collection(collection, "build")
     opts = BuildOptions(index_spec=index_spec, max_memory=parse_size(max_memory),
                         train_size=train_size, shard_rows=shard_rows,

@@ -52,7 +52,9 @@ def _register() -> None:
     from faceidx.cli.add import add
     from faceidx.cli.build import build, merge, tune
     from faceidx.cli.calibrate import calibrate
+    from faceidx.cli.convert import export_cmd, import_cmd
     from faceidx.cli.embed import embed
+    from faceidx.cli.enrol import enrol
     from faceidx.cli.erase import erase
     from faceidx.cli.export_model import export_model
     from faceidx.cli.info import info
@@ -60,8 +62,8 @@ def _register() -> None:
     from faceidx.cli.synth import synth
     from faceidx.cli.train import train
 
-    for command in (info, synth, embed, train, build, merge, tune, add, erase, calibrate, query,
-                    export_model):
+    for command in (info, synth, embed, enrol, train, build, merge, tune, add, erase, calibrate, query,
+                    export_model, import_cmd, export_cmd):
         cli.add_command(command)
 
 
