@@ -27,9 +27,10 @@ def erase(index_dir: Path, face_ids: tuple[int, ...], identities: tuple[str, ...
     """
     if not face_ids and not identities:
         raise click.UsageError("give at least one --face-id or --identity")
-    from faceidx.index.erase import erase_faces
+    from faceidx.index.writer import open_writer
 
-    result = erase_faces(index_dir, face_ids=face_ids, identities=identities)
+    with open_writer(index_dir, "faceidx erase") as writer:
+        result = writer.erase(face_ids=face_ids, identities=identities)
     if as_json:
         echo_json(result)
         return

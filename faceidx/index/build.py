@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class BuildOptions:
 def build_index(collection: str | Path, out_dir: str | Path,
                 options: BuildOptions | None = None) -> IndexManifest:
     """Build (or resume building) an index of `collection` in `out_dir`. See module doc."""
+    from faceidx.index.lock import LOCK_NAME, writer_lock
     from faceidx.index.merge import merge_index
     from faceidx.index.tune import tune_search
 
@@ -72,7 +73,16 @@ def build_index(collection: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     if coll.num_rows == 0:
         raise DataError("collection is empty: nothing to index", coll.path)
-    manifest = _start_or_resume(coll, out, opts)
+    fresh = not out.exists() or all(p.name == LOCK_NAME for p in out.iterdir())
+    out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out, "faceidx build"):
+        manifest = _start_or_resume(coll, out, opts, fresh)
+        _build_stages(coll, out, manifest, opts, merge_index, tune_search)
+    return IndexManifest.load(out)
+
+
+def _build_stages(coll: Collection, out: Path, manifest: IndexManifest, opts: BuildOptions,
+                  merge_index, tune_search) -> None:
     gpu = use_gpu(opts.device)
     t0 = time.perf_counter()
     sha, stats = train_stage(coll, out, _params(manifest), coll.dim, manifest.center,
@@ -95,38 +105,25 @@ def build_index(collection: str | Path, out_dir: str | Path,
         manifest = IndexManifest.load(out)
         manifest.complete = True
         manifest.save(out)
-    return manifest
 
 
 def add_collection(index_dir: str | Path, collection: str | Path,
                    options: BuildOptions | None = None) -> IndexManifest:
     """Add a collection's faces to a finished index as new shards, without retraining.
 
-    Refuses another model or D (ModelMismatchError naming the collection). When face
-    ids of the new collection collide with indexed ones, its faces are renumbered from
-    the index's next free face id (logged, and recorded in the shard's entry).
+    Takes the index's writer lock (faceidx/index/writer.py): the new shards are built
+    beside the published index and published together in one manifest swap, so the
+    index keeps serving throughout. Refuses another model or D (ModelMismatchError).
+    Face ids that collide with indexed ones are renumbered from the index's next free
+    face id (logged, and recorded in the shard's entry). A collection already added is
+    recognised and not added again.
     """
+    from faceidx.index.writer import open_writer
+
     opts = options or BuildOptions()
-    out = Path(index_dir)
-    manifest = IndexManifest.load(out)
-    coll = open_collection(collection)
-    manifest.meta.check_compatible(coll.meta, coll.path)
-    if coll.num_rows == 0:
-        raise DataError("collection is empty: nothing to add", coll.path)
-    last = manifest.collections[-1] if manifest.collections else {}
-    resuming = last.get("path") == str(coll.path.resolve()) and last.get("done") is False
-    if not manifest.complete and not (resuming and len(manifest.collections) > 1):
-        raise DataError("index is not finished; rerun the command that was interrupted", out)
-    if not resuming:
-        manifest.collections.append({"path": str(coll.path.resolve()), "rows": coll.num_rows,
-                                     "first_shard": len(manifest.shards), "done": False})
-    manifest.complete = False
-    manifest.save(out)
-    add_shards(coll, out, manifest, opts, gpu=use_gpu(opts.device))
-    manifest.collections[-1]["done"] = True
-    manifest.complete = True
-    manifest.save(out)
-    return manifest
+    with open_writer(index_dir, "faceidx add") as writer:
+        writer.add_collection(collection, options=opts)
+    return IndexManifest.load(index_dir)
 
 
 def _params(manifest: IndexManifest):
@@ -135,7 +132,8 @@ def _params(manifest: IndexManifest):
     return IndexParams(**manifest.params)
 
 
-def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions) -> IndexManifest:
+def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions,
+                     fresh: bool) -> IndexManifest:
     max_train = opts.train_size or DEFAULT_MAX_TRAIN
     params = params_for_spec(opts.index_spec, coll.num_rows, coll.dim, opts.max_memory, max_train)
     if (out / MANIFEST_NAME).exists():
@@ -145,14 +143,14 @@ def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions) -> IndexMa
                             "faces, or choose another --out", out)
         first = manifest.collections[0] if manifest.collections else {}
         if (first.get("path") != str(coll.path.resolve()) or first.get("rows") != coll.num_rows
+                or first.get("key", collection_key(coll)) != collection_key(coll)
                 or manifest.params.get("factory") != params.factory):
             raise DataError("holds an unfinished build of another collection or index spec; "
                             "remove it or rerun with the same arguments", out)
         log.info("resuming the build in %s (%d shard(s) done)", out, len(manifest.shards))
         return manifest
-    if out.exists() and any(out.iterdir()):
+    if not fresh:
         raise DataError("output directory exists, is not empty and is not an index", out)
-    out.mkdir(parents=True, exist_ok=True)
     if params.fallback:
         log.warning("%s", params.fallback)
     for note in params.notes:
@@ -160,44 +158,61 @@ def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions) -> IndexMa
     manifest = IndexManifest(meta=coll.meta, factory=params.factory, params=params.to_json(),
                              dim=coll.dim, center=opts.center)
     manifest.collections.append({"path": str(coll.path.resolve()), "rows": coll.num_rows,
-                                 "first_shard": 0, "done": False})
+                                 "key": collection_key(coll), "first_shard": 0, "done": False})
     manifest.save(out)
     return manifest
 
 
+def collection_key(coll: Collection) -> str:
+    """A fingerprint of a collection's content: its shards' names, rows and checksums
+    (sizes and mtimes for a bare folder of parquet files). Recognises a collection
+    already added, and a collection changed between an interrupted run and its rerun."""
+    import hashlib
+
+    h = hashlib.sha256(str(coll.path.resolve()).encode())
+    for s in coll.shards:
+        st = s.path.stat()
+        h.update(f"|{s.path.name}|{s.rows}|{s.sha256 or (st.st_size, st.st_mtime_ns)}".encode())
+    return h.hexdigest()[:32]
+
+
 def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: BuildOptions,
-               gpu: bool = False) -> None:
-    """Add `coll` as shards of at most opts.shard_rows rows, resuming after finished ones."""
+               gpu: bool = False, staged: list[ShardInfo] | None = None,
+               save=None) -> None:
+    """Add `coll` (manifest.collections[-1]) as shards of at most opts.shard_rows rows.
+
+    Resumes after the shards already finished, whatever shard_rows they were cut with
+    (the next shard starts at the first row not yet indexed). New shards go to
+    `manifest.shards` (a build) or to `staged` (an add, published later by the
+    caller); `save()` records progress after each shard (default: manifest.save).
+    """
     entry = manifest.collections[-1]
-    first_shard = entry["first_shard"]
+    shards = manifest.shards if staged is None else staged
+    mine = shards[entry["first_shard"]:] if staged is None else staged
+    save = save or (lambda: manifest.save(out))
     n = coll.num_rows
-    bounds = list(range(0, n, opts.shard_rows)) + [n]
-    done = len(manifest.shards) - first_shard
-    _drop_unlisted(out, len(manifest.shards))
-    if done >= len(bounds) - 1:
+    start = sum(s.rows for s in mine)
+    bounds = list(range(start, n, opts.shard_rows)) + [n]
+    if start >= n:
         return
     mean = np.load(out / "mean.npy") if manifest.center else None
     renumber = entry.get("renumber_from")
-    if done == 0 and renumber is None and manifest.shards:
-        renumber = _collision_renumber(coll, out, manifest, opts.batch_size)
-        entry["renumber_from"] = renumber
-        manifest.save(out)
     t_add = time.perf_counter()
     faiss_s = 0.0
-    start = bounds[done]
-    pieces = prefetch(_pieces(coll, bounds, done, opts.batch_size, mean))
+    pieces = prefetch(_pieces(coll, bounds, 0, opts.batch_size, mean))
     bar = Counter(opts.progress, total=n - start, desc="add", unit="vec")
-    for s in range(done, len(bounds) - 1):
+    for s in range(len(bounds) - 1):
         lo, hi = bounds[s], bounds[s + 1]
-        number = first_shard + s
+        number = len(manifest.shards) + (0 if staged is None else len(staged))
         folder = out / shard_dir_name(number)
         tmp = out / f".{folder.name}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for stale in (tmp, folder):  # left by a crash, never published
+            if stale.exists():
+                shutil.rmtree(stale)
         tmp.mkdir()
         writer = ShardStoreWriter(tmp, hi - lo, coll.dim)
         index = read_index(out / "trained.index")
-        row0 = manifest.rows
+        row0 = manifest.rows + (0 if staged is None else sum(x.rows for x in staged))
         try:
             with gpu_assignment(index, gpu):
                 while writer.filled < hi - lo:
@@ -218,14 +233,16 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
             raise
         write_index(index, tmp / SHARD_INDEX)
         del index
-        info = _finish_shard(coll, out, tmp, folder, number, row0, hi - lo, manifest, renumber)
-        manifest.shards.append(info)
+        view = manifest if staged is None else replace(manifest, shards=manifest.shards + staged)
+        info = _finish_shard(coll, out, tmp, folder, number, row0, hi - lo, view, renumber)
+        shards.append(info)
         manifest.next_face_id = max(manifest.next_face_id, info.face_id_max + 1)
-        manifest.num_identities = _count_identities(out, manifest)
+        if staged is None:
+            manifest.num_identities = _count_identities(out, manifest)
         # add_seconds: the whole streaming stage; faiss_add_seconds: inside FAISS add only
         manifest.build["add_seconds"] = round(time.perf_counter() - t_add, 3)
         manifest.build["faiss_add_seconds"] = round(faiss_s, 3)
-        manifest.save(out)
+        save()
         log.info("shard %s: %d vectors", folder.name, info.rows)
     bar.close()
 
@@ -330,32 +347,8 @@ def _finish_shard(coll: Collection, out: Path, tmp: Path, folder: Path, number: 
                      renumbered_from=renumber)
 
 
-def _collision_renumber(coll: Collection, out: Path, manifest: IndexManifest,
-                        batch_size: int) -> int | None:
-    """manifest.next_face_id when any of the collection's face ids is already indexed."""
-    stores = [ShardStore(out / s.dir, s.row_offset, s.rows, manifest.dim) for s in manifest.shards]
-    for b in coll.iter_batches(batch_size, columns=["face_id"], validate=False):
-        for store in stores:
-            if (store.find(b.face_ids) >= 0).any():
-                log.warning("face ids of %s collide with indexed ones: renumbering its faces "
-                            "from %d", coll.path, manifest.next_face_id)
-                return manifest.next_face_id
-    return None
-
-
 def _count_identities(out: Path, manifest: IndexManifest) -> int:
     names: set[str] = set()
     for s in manifest.shards:
         names.update(identity_names_of(out / s.dir))
     return len(names)
-
-
-def _drop_unlisted(out: Path, listed: int) -> None:
-    """Remove shard folders a crash left after their rename but before the manifest."""
-    for p in out.glob("shard-*"):
-        if p.is_dir() and int(p.name.split("-")[1]) >= listed:
-            log.info("removing %s (not recorded in the manifest; it is rebuilt)", p)
-            shutil.rmtree(p)
-    for p in out.glob(".shard-*.tmp"):
-        shutil.rmtree(p)
-

@@ -38,31 +38,49 @@ def load_erased(index_dir: str | os.PathLike) -> np.ndarray:
 
 def erase_faces(index_dir: str | os.PathLike, face_ids: Iterable[int] = (),
                 identities: Iterable[str] = ()) -> dict:
-    """Erase faces by face id and/or every face of the given identities. Returns counts."""
+    """Erase faces by face id and/or every face of the given identities. Returns counts.
+
+    Takes the index's writer lock; an unknown face id or identity is a DataError.
+    """
+    from faceidx.index.writer import open_writer
+
+    with open_writer(index_dir, "faceidx erase") as writer:
+        return writer.erase(face_ids=list(face_ids), identities=list(identities))
+
+
+def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
+                 identities: Iterable[str]) -> dict:
+    """erase_faces for a caller holding the writer lock (IndexWriter.erase)."""
     from faceidx.index.search import open_index
 
-    out = Path(index_dir)
+    out = writer.index_dir
     reader = open_index(out)
     store = reader.store
-    rows = [store.rows_of(np.asarray(list(face_ids), np.int64)).reshape(-1)]
+    wanted_ids = np.asarray(list(face_ids), np.int64)
+    found = store.rows_of(wanted_ids).reshape(-1)
+    before = load_erased(out)
+    missing = wanted_ids[found < 0]
+    if len(missing):
+        raise DataError(f"face id {int(missing[0])} is not in the index", out)
+    rows = [found]
     wanted = set(identities)
+    seen: set[str] = set()
     for shard in store.shards:
-        if not wanted:
-            break
         codes = [c for c in range(len(shard.names)) if shard.names.get(c) in wanted]
         if codes:
             local = np.flatnonzero(np.isin(np.asarray(shard.codes), codes))
             rows.append(local + shard.row_offset)
+            seen.update(shard.names.get(c) for c in codes)
+    if wanted - seen:
+        raise DataError(f"identity {sorted(wanted - seen)[0]!r} is not in the index", out)
     new = np.unique(np.concatenate(rows))
     new = new[new >= 0]
-    before = load_erased(out)
     erased = np.union1d(before, new).astype(np.int64)
     with atomic_path(out / ERASED_NAME) as tmp, open(tmp, "wb") as fh:
         np.save(fh, erased)
     _scrub(store, new)
-    manifest = IndexManifest.load(out)
     manifest.build["erased_rows"] = int(len(erased))
-    manifest.save(out)
+    writer.publish(manifest)
     return {"erased_now": int(len(np.setdiff1d(new, before))), "erased_total": int(len(erased))}
 
 

@@ -1,7 +1,10 @@
 """manifest.json of an index directory: what was built, from what, and how to search it.
 
     INDEX_DIR/
-      manifest.json          this file (rewritten atomically after every stage)
+      manifest.json          this file: the root of the index's state. Every write
+                             replaces it atomically with "generation" + 1 (a publish);
+                             a reader opens one generation and everything it names
+      writer.lock            held by the one writer at a time (faceidx/index/lock.py)
       trained.index          the trained, empty FAISS index all shards share
       shard-00000/           index.faiss + the row store (faceidx/index/store.py)
       shard-00001/ ...
@@ -43,6 +46,11 @@ class ShardInfo:
     collection: str
     sha256: dict[str, str] = field(default_factory=dict)
     renumbered_from: int | None = None
+    erased: int = 0  # rows of this shard physically erased (their slots stay, empty)
+
+    @property
+    def live(self) -> int:
+        return self.rows - self.erased
 
 
 @dataclass
@@ -62,16 +70,23 @@ class IndexManifest:
     trained_sha256: str = ""
     collections: list[dict] = field(default_factory=list)
     build: dict = field(default_factory=dict)
+    generation: int = 0
 
     @property
     def rows(self) -> int:
+        """Row slots (FAISS ids run 0..rows-1); erased rows keep their empty slot."""
         return sum(s.rows for s in self.shards)
+
+    @property
+    def live_rows(self) -> int:
+        return sum(s.live for s in self.shards)
 
     def to_json(self) -> dict:
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "faceidx_version": __version__,
+            "generation": self.generation,
             "complete": self.complete,
             "dim": self.dim,
             "metric": METRIC,
@@ -80,6 +95,7 @@ class IndexManifest:
             "search": self.search,
             "meta": self.meta.to_json(),
             "rows": self.rows,
+            "live_rows": self.live_rows,
             "num_identities": self.num_identities,
             "next_face_id": self.next_face_id,
             "merged": self.merged,
@@ -92,6 +108,8 @@ class IndexManifest:
         }
 
     def save(self, index_dir: str | os.PathLike) -> None:
+        """Publish: write manifest.json atomically with the generation incremented."""
+        self.generation += 1
         write_json_atomic(Path(index_dir) / MANIFEST_NAME, self.to_json())
 
     @classmethod
@@ -117,6 +135,7 @@ class IndexManifest:
                 trained_sha256=obj.get("trained_sha256", ""),
                 collections=list(obj.get("collections", [])),
                 build=dict(obj.get("build", {})),
+                generation=int(obj.get("generation", 0)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"malformed index manifest: {err}", path) from err

@@ -33,7 +33,15 @@ def is_fast_scan(index) -> bool:
 
 
 def merge_index(index_dir: str | Path) -> dict:
-    """Merge every shard of `index_dir` into ``merged/``; record it in manifest.json."""
+    """Merge every shard of `index_dir` into a new merged folder; publish it in manifest.json.
+
+    The caller holds the writer lock (IndexWriter.merge, build_index). The folder is
+    ``merged/`` or, when a published manifest still names that one, ``merged.gN/``
+    (N: the generation that publishes it); the folder it replaces is deleted after the
+    publish, so readers of the previous generation keep their files.
+    """
+    from faceidx.index.writer import _pending_dirs, collect_garbage
+
     out = Path(index_dir)
     manifest = IndexManifest.load(out)
     if not manifest.shards:
@@ -45,25 +53,28 @@ def merge_index(index_dir: str | Path) -> dict:
     if ivf_of(trained) is None:
         raise DataError(f"only IVF indexes can be merged to on-disk lists; this one is "
                         f"{manifest.factory!r}", out)
-    tmp = out / f".{MERGED_DIR}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    name = MERGED_DIR
+    if (out / name).exists():
+        name = f"{MERGED_DIR}.g{manifest.generation + 1}"
+    tmp = out / f".{name}.tmp"
+    for stale in (tmp, out / name):
+        if stale.exists():
+            shutil.rmtree(stale)
     tmp.mkdir()
     files = [out / s.dir / SHARD_INDEX for s in manifest.shards]
     if is_fast_scan(trained):
         info = _merge_in_memory(trained, files, tmp)
     else:
         info = _merge_ondisk(trained, files, tmp)
-    final = out / MERGED_DIR
-    if final.exists():
-        shutil.rmtree(final)
+    final = out / name
     tmp.rename(final)
     if info.get("ondisk"):
         _relink_ivfdata(final)
     info["shards"] = len(manifest.shards)
-    info["file"] = f"{MERGED_DIR}/merged.index"
+    info["file"] = f"{name}/merged.index"
     manifest.merged = info
     manifest.save(out)
+    collect_garbage(out, manifest, _pending_dirs(out))
     log.info("merged %d shard(s) into %s", len(files), final)
     return info
 

@@ -57,6 +57,11 @@ class IndexReader:
         return self._manifest.meta
 
     @property
+    def generation(self) -> int:
+        """The manifest generation this reader answers from."""
+        return self._manifest.generation
+
+    @property
     def manifest(self) -> dict:
         return self._manifest.to_json()
 
@@ -236,13 +241,29 @@ def _pad(s: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
                verify: bool = False) -> IndexReader:
-    """Open an index directory for search. Damaged files raise DataError naming them.
+    """Open one generation of an index directory for search, eagerly: the FAISS parts,
+    row-store mappings and erased list are all opened here, so the reader keeps that
+    consistent snapshot while writers publish newer ones (`reader.generation`; compare
+    with faceidx.index.writer.current_generation to know when to reopen). Damaged
+    files raise DataError naming them.
 
     allow_incomplete: open an unfinished build (the tuner does, between stages).
     verify: check the SHA-256 of every shard's index file against the manifest.
     """
     path = Path(index_dir)
-    manifest = IndexManifest.load(path)
+    for attempt in range(3):
+        manifest = IndexManifest.load(path)
+        try:
+            return _open_generation(path, manifest, allow_incomplete, verify)
+        except DataError:
+            # a writer published (and deleted this generation's replaced files) meanwhile
+            if attempt == 2 or IndexManifest.load(path).generation == manifest.generation:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open_generation(path: Path, manifest: IndexManifest, allow_incomplete: bool,
+                     verify: bool) -> IndexReader:
     if not manifest.complete and not allow_incomplete:
         raise DataError("index build is unfinished; rerun `faceidx build` to resume it", path)
     if not manifest.shards:
@@ -254,7 +275,7 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
     if merged:
         index = read_index(path / merged["file"], mmap=merged.get("mmap", False),
                            ondisk=merged.get("ondisk", False))
-        _check_count(index, sum(s.rows for s in manifest.shards[:merged["shards"]]),
+        _check_count(index, sum(s.live for s in manifest.shards[:merged["shards"]]),
                      path / merged["file"])
         parts.append(Part.of(index))
         files.append(str(path / merged["file"]))
@@ -267,7 +288,7 @@ def open_index(index_dir: str | os.PathLike, allow_incomplete: bool = False,
             if sha256_file(file) != s.sha256[SHARD_INDEX]:
                 raise DataError("checksum does not match manifest.json (changed or damaged)", file)
         index = read_index(file)
-        _check_count(index, s.rows, file)
+        _check_count(index, s.live, file)
         parts.append(Part.of(index))
         files.append(str(file))
     coarse = CoarseAssigner.for_parts(parts, files)

@@ -122,7 +122,7 @@ def test_too_small_for_the_spec_falls_back(tmp_path, runner):
     r = run(runner, "build", tmp_path / "c", "--out", tmp_path / "idx", "--index-spec",
             "IVF4096,PQ8x4fsr", "--json")
     assert r.exit_code == 0
-    assert "Flat" in json.loads(r.output)["fallback"]
+    assert "Flat" in json.loads(r.stdout)["fallback"]
 
 
 def test_parse_size():
