@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from faceidx.cli.options import device_option, echo_json, json_option, settings
+from faceidx.cli.options import (
+    device_option,
+    echo_json,
+    json_option,
+    settings,
+    warn_unlabelled,
+)
 from faceidx.cli.ray_option import ray_address_arg, ray_option
 
 
@@ -59,7 +65,7 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
     import re
 
     from faceidx.embedder.pipeline import embed_source
-    from faceidx.embedder.sources import list_source
+    from faceidx.embedder.sources import list_labelled
 
     if identity_regex is not None:
         try:
@@ -73,7 +79,9 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
 
         if not torch.cuda.is_available():
             raise click.BadParameter("no CUDA device is available", param_hint="--device")
-    items = list_source(source, identity_regex)
+    listing = list_labelled(source, identity_regex)
+    warn_unlabelled(listing, "embed")
+    items = listing.items
     if ray_address is not None:
         from faceidx.distributed.cluster import ray_session
         from faceidx.distributed.embed import embed_source_ray
@@ -85,13 +93,15 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
     else:
         summary = embed_source(items, out, model, device=device, batch_size=batch_size,
                                workers=workers, tta=tta, detector=detector, policy=policy,
-                               shard_rows=shard_rows, progress=settings().progress)
+                               shard_rows=shard_rows, progress=settings().progress,
+                               labelling={"identity_regex": identity_regex})
     if as_json:
         echo_json(summary.to_json())
         return
     s = summary
     resumed = f" ({s.skipped} already done)" if s.skipped else ""
     click.echo(f"images   {s.images}{resumed}")
+    click.echo(f"labels   {listing.explain()}")
     click.echo(f"faces    {s.faces} written this run, {s.rows_total} in {out}")
     failed = sum(s.failures.values())
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items()))

@@ -109,6 +109,18 @@ def warn(message: str) -> None:
     logging.getLogger("faceidx.cli").warning("%s", message)
 
 
+def warn_unlabelled(listing, command: str) -> None:
+    """Warn that images without identity give faces that can be found but never named."""
+    if not listing.unlabelled:
+        return
+    nameless = next(it.path for it in listing.items if it.identity is None)
+    warn(f"{listing.unlabelled} of {len(listing.items)} images in {listing.source} have no "
+         f"identity (e.g. {nameless}): `faceidx {command}` keeps their faces, and a query can "
+         "find them but never name them. Name people by folder (SOURCE/<name>/photo.jpg) or "
+         "--identity-regex, or use `faceidx enrol INDEX_DIR SOURCE`, which also names photos "
+         "by file (Barack_Obama_0001.jpg -> Barack_Obama) or --name")
+
+
 def require_collection(path: Path, command: str) -> None:
     """Refuse a folder that is no embeddings collection (e.g. photos), saying what to run.
 

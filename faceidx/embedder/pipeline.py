@@ -170,16 +170,23 @@ class EmbeddedBatch:
 
 
 def plan_embed(items: Sequence[SourceItem], out_dir: str | os.PathLike, meta: CollectionMeta, *,
-               tta: str = "none", detector: str = "hog", policy: str = "largest") -> EmbedPlan:
-    """Check the settings against a previous run of `out_dir` and list what is left to do."""
+               tta: str = "none", detector: str = "hog", policy: str = "largest",
+               labelling: dict | None = None) -> EmbedPlan:
+    """Check the settings against a previous run of `out_dir` and list what is left to do.
+
+    `labelling` (e.g. {"identity_regex": ..., "naming": ...}) is recorded with the
+    settings. A rerun with other settings, or that would give faces already written
+    another identity, is refused (DataError saying what differs and how to start over).
+    """
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
     out = Path(out_dir)
     settings = {"model": meta.model, "model_version": meta.model_version, "detector": detector,
-                "faces": policy, "tta": tta}
+                "faces": policy, "tta": tta, **(labelling or {})}
     resuming = (out / MANIFEST_NAME).exists()
-    _check_settings(out, settings)
-    done, partial = _done_sources(out) if resuming else ({}, None)
+    _check_settings(out, settings, labelling or {})
+    done, partial, labels = _done_sources(out) if resuming else ({}, None, {})
+    _check_labels(out, items, labels)
     if policy == "largest":
         partial = None  # one row per image: a source in a finished shard is complete
     failed = _read_failures(out / FAILURES_NAME)
@@ -234,18 +241,24 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
 def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=DEFAULT_MODEL, *,
                  device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
                  detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
-                 progress: bool = False) -> EmbedSummary:
+                 progress: bool = False, labelling: dict | None = None) -> EmbedSummary:
     """Embed `items` into the collection `out_dir`, resuming what a previous run left."""
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     face_model = open_model(model, device)
     plan = plan_embed(items, out_dir, model_meta(face_model), tta=tta, detector=detector,
-                      policy=policy)
+                      policy=policy, labelling=labelling)
     encoder = Encoder(face_model, device, tta)
     detections = iter_detections(plan.todo, detector, policy, workers)
-    batches = (_embedded(encoder, chips, dets)
-               for chips, dets in _batches(detections, batch_size, plan.skip_faces))
-    return write_embedded(plan, batches, shard_rows, progress)
+    return write_embedded(plan, embedded_batches(encoder, detections, batch_size, plan.skip_faces),
+                          shard_rows, progress)
+
+
+def embedded_batches(encoder: Encoder, detections, batch_size: int,
+                     skip_faces: dict[str, int] | None = None):
+    """EmbeddedBatch items, in order, for a stream of Detections (the local engine's mapper)."""
+    for chips, dets in _batches(detections, batch_size, skip_faces):
+        yield _embedded(encoder, chips, dets)
 
 
 def _embedded(encoder: Encoder, chips: list, dets: list[Detection]) -> EmbeddedBatch:
@@ -324,21 +337,29 @@ def _read_failures(path: Path) -> set[str]:
     return {row["path"] for row in read_failures(path)}
 
 
-def _done_sources(out: Path) -> tuple[dict[str, int], str | None]:
-    """Rows per source in the finished shards, and the source of the last row."""
+def _done_sources(out: Path) -> tuple[dict[str, int], str | None, dict[str, str | None]]:
+    """Rows per source in the finished shards, the source of the last row, and the
+    identity each source was written with."""
     collection = open_collection(out, allow_incomplete=True)
     counts: dict[str, int] = collections.Counter()
+    labels: dict[str, str | None] = {}
     last, last_fid = None, -1
-    for batch in collection.iter_batches(columns=["face_id", "source"], validate=False):
+    for batch in collection.iter_batches(columns=["face_id", "identity", "source"], validate=False):
         counts.update(batch.sources.tolist())
+        labels.update(zip(batch.sources.tolist(), batch.identities.tolist(), strict=True))
         if len(batch):
             i = int(np.argmax(batch.face_ids))
             if batch.face_ids[i] > last_fid:
                 last, last_fid = batch.sources[i], int(batch.face_ids[i])
-    return dict(counts), last
+    return dict(counts), last, labels
 
 
-def _check_settings(out: Path, settings: dict) -> None:
+def _start_over(out: Path) -> str:
+    return (f"a rerun only adds the images not embedded yet. To embed again with the new "
+            f"options, use another --out, or delete the old output first (rm -r {out})")
+
+
+def _check_settings(out: Path, settings: dict, labelling: dict) -> None:
     path = out / SETTINGS_NAME
     if not path.exists():
         return
@@ -346,8 +367,24 @@ def _check_settings(out: Path, settings: dict) -> None:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read the previous run's settings: {err}", path) from err
-    changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+    # labelling keys missing from an older embed.json were not recorded: not a difference
+    changed = {k: (old.get(k), v) for k, v in settings.items()
+               if old.get(k) != v and not (k in labelling and k not in old)}
     if changed:
         diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise DataError(f"this collection was embedded with other settings ({diff}); "
-                        "use another --out or the same options", path)
+                        + _start_over(out), path)
+
+
+def _check_labels(out: Path, items: Sequence[SourceItem], labels: dict[str, str | None]) -> None:
+    """Refuse a rerun that would keep faces under identities the new listing changes."""
+    if not labels:
+        return
+    changed = [(it.path, labels[it.path], it.identity) for it in items
+               if it.path in labels and labels[it.path] != it.identity]
+    if changed:
+        shown = "; ".join(f"{Path(p).name}: {a!r} -> {b!r}" for p, a, b in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise DataError(f"{len(changed)} image(s) already embedded here would get another "
+                        f"identity now ({shown}{more}); their stored labels would stay stale: "
+                        + _start_over(out), out)

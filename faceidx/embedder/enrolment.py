@@ -1,0 +1,139 @@
+"""Embedding for enrolment: one face per photo, group photos held back unless told which face.
+
+    listing = name_photos(["known/", "Jane_Doe.jpg"], name=None)     # who is who, and how
+    result = embed_for_enrolment(listing.items, "people.index.enrolled/3f2a9c", workers=2)
+    result.group_photos        # [(path, faces)] not enrolled: several faces, no --face given
+
+A photo with one face gives one row, and so does a portrait with bystanders: when every
+other face covers less than BYSTANDER_AREA (1/4) of the largest face's area (half its
+width), the largest is the person. A photo with faces of comparable size (a group photo)
+gives none unless `choose` names the face to keep ("largest", "central": the selection
+policies of faceidx/embedder/faces.py): enrolling the wrong person under a name is the
+one mistake identification cannot recover from. (On 250 LFW photos, 11 held two or more
+faces; 3 of them were portraits with bystanders by this rule.) Group photos are detected
+again with `choose` only when there are some, so the common case costs one detection.
+
+The output is an ordinary resumable collection (faceidx/embedder/pipeline.py): a rerun
+skips photos already embedded, and its settings record the naming used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceidx.embedder.detect import Detection, iter_detections
+from faceidx.embedder.sources import Listing, SourceItem, list_labelled
+
+CHOICES = ("largest", "central")
+BYSTANDER_AREA = 0.25  # other faces below this share of the largest face's area: bystanders
+
+
+def is_group_photo(boxes) -> bool:
+    """Several faces of comparable size: the second largest covers >= BYSTANDER_AREA of the
+    largest's area. Boxes are (left, top, right, bottom), inclusive."""
+    areas = sorted(((r - left + 1) * (b - t + 1) for left, t, r, b in boxes), reverse=True)
+    return len(areas) > 1 and areas[1] >= BYSTANDER_AREA * areas[0]
+
+
+@dataclass
+class Naming:
+    """The photos of every SOURCE with their identities, and one line per SOURCE saying how."""
+
+    items: list[SourceItem]
+    lines: list[str]
+    people: dict[str, int] = field(default_factory=dict)  # identity -> photos
+
+    @property
+    def unlabelled(self) -> list[str]:
+        return [it.path for it in self.items if it.identity is None]
+
+    def key(self) -> str:
+        """A short stable id of this set of (photo, identity) pairs (names its collection)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for it in sorted(self.items, key=lambda it: it.path):
+            h.update(f"{os.path.abspath(it.path)}\0{it.identity}\n".encode())
+        return h.hexdigest()[:12]
+
+
+def name_photos(sources: Sequence[str | os.PathLike], name: str | None = None) -> Naming:
+    """List the photos of `sources` and name them: folder tree = person, other files by
+    their file name (face_recognition's convention), or all `name` when given."""
+    items: dict[str, SourceItem] = {}
+    lines = []
+    for source in sources:
+        listing: Listing = list_labelled(source, naming="files")
+        if name is not None:
+            listing = Listing(listing.source, [SourceItem(it.path, name) for it in listing.items],
+                              {"--name": len(listing.items)},
+                              {it.path: "--name" for it in listing.items}, listing.mixed)
+        lines.append(listing.explain())
+        for it in listing.items:
+            items.setdefault(it.path, it)
+    out = sorted(items.values(), key=lambda it: it.path)
+    people: dict[str, int] = {}
+    for it in out:
+        if it.identity is not None:
+            people[it.identity] = people.get(it.identity, 0) + 1
+    return Naming(out, lines, people)
+
+
+@dataclass
+class EnrolEmbedding:
+    """What embed_for_enrolment did: the embed summary and the group photos held back."""
+
+    summary: object  # pipeline.EmbedSummary
+    group_photos: list[tuple[str, int]] = field(default_factory=list)
+
+
+def embed_for_enrolment(items: Sequence[SourceItem], out_dir: str | os.PathLike, model, *,
+                        detector: str = "hog", choose: str | None = None, device: str = "auto",
+                        batch_size: int = 64, workers: int = 0, shard_rows: int = 50_000,
+                        progress: bool = False, labelling: dict | None = None) -> EnrolEmbedding:
+    """Embed one face per photo into the collection `out_dir` (see the module docstring)."""
+    from faceidx.embedder.encode import Encoder
+    from faceidx.embedder.pipeline import (
+        embedded_batches,
+        model_meta,
+        open_model,
+        plan_embed,
+        write_embedded,
+    )
+
+    if choose is not None and choose not in CHOICES:
+        raise ValueError(f"choose must be one of {CHOICES} or None, got {choose!r}")
+    face_model = open_model(model, device)
+    plan = plan_embed(items, out_dir, model_meta(face_model), detector=detector,
+                      policy="largest", labelling=labelling)
+    encoder = Encoder(face_model, device, "none")
+    groups: list[tuple[str, int]] = []
+
+    def detections():
+        held: list[SourceItem] = []
+        for det in iter_detections(plan.todo, detector, "all", workers):
+            if len(det.chips) > 1 and is_group_photo([c.box for c in det.chips]):
+                groups.append((det.item.path, len(det.chips)))
+                held.append(det.item)
+                if choose is None:
+                    yield Detection(det.item)  # counted as done, neither written nor failed
+                continue
+            if len(det.chips) > 1:  # a portrait with bystanders: the largest face
+                largest = max(det.chips, key=lambda c: (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]))
+                det = Detection(det.item, chips=[largest])
+            yield det
+        if choose is not None and held:
+            yield from iter_detections(held, detector, choose, 0)
+
+    batches = embedded_batches(encoder, detections(), batch_size, plan.skip_faces)
+    summary = write_embedded(plan, batches, shard_rows, progress)
+    return EnrolEmbedding(summary, groups)
+
+
+def enrolled_folder(index_dir: str | os.PathLike) -> Path:
+    """Where `faceidx enrol` keeps the collections it embeds for INDEX_DIR (a sibling)."""
+    index_dir = Path(index_dir)
+    return index_dir.parent / f"{index_dir.name}.enrolled"
