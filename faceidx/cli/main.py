@@ -59,10 +59,13 @@ def _register() -> None:
     from faceidx.cli.export_model import export_model
     from faceidx.cli.info import info
     from faceidx.cli.query import query
+    from faceidx.cli.serve import serve
     from faceidx.cli.synth import synth
     from faceidx.cli.train import train
+    from faceidx.cli.verify import verify
 
     for command in (info, synth, embed, enrol, train, build, merge, tune, add, erase, calibrate, query,
+                    verify, serve,
                     export_model, import_cmd, export_cmd):
         cli.add_command(command)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,14 +44,15 @@ class Snapshot:
     calibration: dict | None
     threshold: Threshold | None
     threshold_error: DataError | None = None
-    _counts: object = field(default=None, repr=False)
+    count: Callable[[], Counter] | None = field(default=None, repr=False)
+    _counts: Counter | None = field(default=None, repr=False)
 
-    def counts(self):
+    def counts(self) -> Counter:
         """{identity: faces} (computed on first use, kept with this snapshot)."""
         if self._counts is None:
             from faceidx.gallery.layered import identity_counts
 
-            self._counts = identity_counts(self.index)
+            self._counts = self.count() if self.count else identity_counts(self.index)
         return self._counts
 
 
@@ -101,13 +104,21 @@ class Gallery:
         self.default_threshold = threshold
         set_threads(threads)
         self._lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._base_counts: tuple = (None, Counter())
         self._embedder = None
         self._snap = self.snapshot_of(open_index(self.path))
 
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot_of(self, index) -> Snapshot:
-        """A snapshot for `index` (calibration read and default threshold resolved now)."""
+        """A snapshot for `index`: calibration read and the default threshold resolved now
+        (kept from the current snapshot when only the delta of a LayeredIndex changed)."""
+        base = getattr(index, "base", index)
+        cur = getattr(self, "_snap", None)
+        if cur is not None and getattr(cur.index, "base", cur.index) is base:
+            return Snapshot(index, cur.calibration, cur.threshold, cur.threshold_error,
+                            lambda: self._counts_of(index))
         manifest = index.manifest
         calibration, thr, error = None, None, None
         try:
@@ -115,7 +126,23 @@ class Gallery:
             thr = resolve_threshold(self.path, manifest, self.default_threshold, calibration)
         except DataError as err:
             error = err
-        return Snapshot(index, calibration, thr, error)
+        return Snapshot(index, calibration, thr, error, lambda: self._counts_of(index))
+
+    def base_counts(self, reader) -> Counter:
+        """{identity: faces} of an index reader (kept for the latest reader asked about)."""
+        from faceidx.gallery.layered import identity_counts
+
+        with self._counts_lock:
+            if self._base_counts[0] is not reader:
+                self._base_counts = (reader, identity_counts(reader))
+            return self._base_counts[1]
+
+    def _counts_of(self, index) -> Counter:
+        counts = Counter(self.base_counts(getattr(index, "base", index)))
+        delta = getattr(index, "delta", None)
+        if delta is not None:
+            counts.update(n for n in delta.identities if n is not None)
+        return counts
 
     @property
     def snapshot(self) -> Snapshot:
