@@ -30,6 +30,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceidx.embedder.templates import TEMPLATES
 from faceidx.errors import DataError
 from faceidx.io.atomic import write_json_atomic
 
@@ -37,8 +38,7 @@ CARD_NAME = "faceidx-model.json"
 FORMATS = ("faceidx", "onnx", "torchscript", "dlib-dat")
 DEFAULT_FILES = {"faceidx": "model.safetensors", "onnx": "model.onnx",
                  "torchscript": "model.pt", "dlib-dat": "model.dat"}
-# Template name -> chip side (pixels); the geometry lives in faceidx.embedder.templates.
-TEMPLATE_SIZES = {"dlib-150": 150, "arcface-112": 112, "facenet-160": 160}
+TEMPLATE_SIZES = {name: t.size for name, t in TEMPLATES.items()}  # name -> chip side
 DEFAULT_TEMPLATE = "dlib-150"
 REQUIRED = ("name", "version", "embedding_dim")
 

@@ -261,9 +261,6 @@ def _load_state_dict_net(card: ModelCard) -> nn.Module:
     if builder is None:
         raise DataError(f"unknown architecture {arch!r} (known: {', '.join(sorted(ARCHITECTURES))})",
                         model_dir)
-    if card.input_size != INPUT_SIZE:
-        raise DataError(f"input_size {card.input_size} is not supported by architecture "
-                        f"{arch!r} (chips are {INPUT_SIZE})", model_dir / CARD_NAME)
     net = builder(card.embedding_dim)
     weights = card.weights
     try:
