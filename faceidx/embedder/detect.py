@@ -3,9 +3,13 @@
     for result in iter_detections(items, detector="hog", policy="largest", workers=2):
         result.chips        # list[Chip]; empty with result.reason set on failure
 
-Results come back in the order of `items`. With ``workers > 0`` each worker process
-builds its own dlib detector once (align.get_aligner) and the caller's process only
-receives chips (150x150x3 uint8 each), so the model can run there undisturbed.
+Results come back in the order of `items`. Each process (this one, or each worker) builds
+its own :class:`~faceidx.embedder.align.Aligner` once per call of `iter_detections`, so
+no model is cached at module level; the caller's process only receives chips
+(150x150x3 uint8 each), so the model can run there undisturbed.
+
+JPEGs are decoded as dlib decodes them (``decoder="dlib"``, faceidx.embedder.jpeg_dlib)
+so that chips equal dlib's reference pipeline's; ``decoder="pil"`` keeps Pillow's pixels.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from faceidx.embedder.align import DETECTORS, POLICIES, Chip, get_aligner
+from faceidx.embedder.align import DETECTORS, Aligner, Chip
 from faceidx.embedder.decode import ImageError, load_image
+from faceidx.embedder.faces import check_policy
+from faceidx.embedder.jpeg_dlib import DECODERS, dlib_pixels
 from faceidx.embedder.sources import SourceItem
 
 log = logging.getLogger(__name__)
@@ -34,13 +40,22 @@ class Detection:
     detail: str = ""
 
 
-def detect_one(item: SourceItem, detector: str = "hog", policy: str = "largest") -> Detection:
-    """Decode `item.path` and cut its face chips; failures are returned, not raised."""
+def detect_one(item: SourceItem, aligner: Aligner | str, policy: str = "largest",
+               decoder: str = "dlib") -> Detection:
+    """Decode `item.path` and cut its face chips; failures are returned, not raised.
+
+    `aligner`: an Aligner to reuse (hold one per process or task), or a detector name
+    (an Aligner is then built for this call: ~0.1 s, fine for one image, slow for many).
+    """
+    if isinstance(aligner, str):
+        aligner = Aligner(aligner)
     try:
         image = load_image(item.path)
     except ImageError as err:
         return Detection(item, reason=err.code, detail=str(err))
-    chips = get_aligner(detector)(image, policy)
+    if decoder == "dlib" and aligner.detector != "none":
+        image = dlib_pixels(item.path, image)
+    chips = aligner(image, policy)
     if not chips:
         h, w = image.shape[:2]
         return Detection(item, reason=NO_FACE, detail=f"{item.path}: no face found in {w}x{h} image")
@@ -50,14 +65,17 @@ def detect_one(item: SourceItem, detector: str = "hog", policy: str = "largest")
 class _DetectDataset:
     """Map-style dataset for torch's DataLoader: index -> Detection."""
 
-    def __init__(self, items: Sequence[SourceItem], detector: str, policy: str):
-        self.items, self.detector, self.policy = items, detector, policy
+    def __init__(self, items: Sequence[SourceItem], detector: str, policy: str, decoder: str):
+        self.items, self.detector, self.policy, self.decoder = items, detector, policy, decoder
+        self.aligner: Aligner | None = None    # built in each worker on first use
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Detection:
-        return detect_one(self.items[i], self.detector, self.policy)
+        if self.aligner is None:
+            self.aligner = Aligner(self.detector)
+        return detect_one(self.items[i], self.aligner, self.policy, self.decoder)
 
 
 def _keep(x):
@@ -77,21 +95,22 @@ def _die_with_parent(_worker_id: int) -> None:
 
 
 def iter_detections(items: Sequence[SourceItem], detector: str = "hog", policy: str = "largest",
-                    workers: int = 0, prefetch: int = 8) -> Iterator[Detection]:
+                    workers: int = 0, prefetch: int = 8, decoder: str = "dlib") -> Iterator[Detection]:
     """Detections for `items`, in order; `workers` > 0 runs them in worker processes."""
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    get_aligner(detector)  # fail early on a missing model; forked workers inherit it
+    check_policy(policy)
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    aligner = Aligner(detector)  # fails early on a missing model
     if workers <= 0 or len(items) < 2:
         for item in items:
-            yield detect_one(item, detector, policy)
+            yield detect_one(item, aligner, policy, decoder)
         return
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        _DetectDataset(items, detector, policy),
+        _DetectDataset(items, detector, policy, decoder),
         batch_size=None,
         shuffle=False,
         num_workers=workers,

