@@ -32,10 +32,14 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
               help="flip: average the chip's and its mirror's embeddings.")
 @click.option("--shard-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Rows per shard; a finished shard is what a killed run keeps.")
-@click.option("--detector", type=click.Choice(["hog", "none"]), default="hog", show_default=True,
-              help="hog: dlib detector + 5-point alignment; none: inputs are aligned crops.")
-@click.option("--faces", "policy", type=click.Choice(["largest", "all"]), default="largest",
-              show_default=True, help="Faces kept per image: the largest, or each as its own row.")
+@click.option("--detector", type=click.Choice(["hog", "hog+mtcnn", "mtcnn", "mmod", "none"]),
+              default="hog", show_default=True,
+              help="hog: dlib HOG (retried upsampled) + 5-point alignment; hog+mtcnn: MTCNN "
+                   "where HOG finds nothing (needs facenet-pytorch); mtcnn, mmod: that "
+                   "detector alone; none: inputs are aligned crops.")
+@click.option("--faces", "policy", type=click.Choice(["largest", "central", "all"]),
+              default="largest", show_default=True,
+              help="Faces kept per image: the largest, the most central, or each as its own row.")
 @click.option("--identity-regex", default=None,
               help=r"Flat folder: identity = group 1 of this regex in the file name, "
                    r"e.g. 'subject(\d+)\.'.")
