@@ -19,6 +19,8 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	# CPU torch pinned: this release lies on disk here; others pull GBs of CUDA.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,serve,ray,onnx]'
+	# MTCNN's weights only (--detector hog+mtcnn); the package pins an old torch: no deps.
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 test: install  ## Run the test suite (what CI runs)
