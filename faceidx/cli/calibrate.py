@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from faceidx.cli.options import echo_json, json_option, warn
+from faceidx.cli.options import device_option, echo_json, json_option, warn
 
 
 def _rate(name: str):
@@ -21,9 +21,10 @@ def _rate(name: str):
 @click.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--holdout", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Labelled embeddings (collection/parquet) of people not enrolled (strangers "
-                   "suffice for the threshold) and, to measure TPIR/CMC too, other photos of "
-                   "enrolled people; none of its images in the gallery.")
+              help="Photos of people who are not enrolled, named by folder or file (a public "
+                   "labelled face set works), plus, to measure TPIR/CMC too, other photos of "
+                   "enrolled people; none of them in the gallery. An image folder (embedded "
+                   "with the index's model and detector) or an embeddings collection.")
 @click.option("--target-far", type=float, default=1e-3, show_default=True,
               callback=_rate("--target-far"), help="1:1 false accept rate to set a threshold for.")
 @click.option("--target-fpir", type=float, default=1e-2, show_default=True,
@@ -32,9 +33,10 @@ def _rate(name: str):
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write scores.png, roc.png and openset.png here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of pair sampling.")
+@device_option
 @json_option
 def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: float,
-              plots_dir: Path | None, seed: int, as_json: bool) -> None:
+              plots_dir: Path | None, seed: int, device: str, as_json: bool) -> None:
     """Calibrate INDEX_DIR's threshold on held-out labelled faces (writes calibration.json).
 
     1:1: genuine/impostor pairs of the holdout give ROC, EER, TAR at --target-far and
@@ -46,11 +48,19 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
     not measured. Refuses a holdout with one identity, no pairs, or too few impostors
     for the target; warns when there are barely enough.
 
+    A holdout is a set of labelled faces the gallery has never seen: it shows which
+    scores strangers reach, so the threshold can keep them out. To get one, take photos
+    of people you did not enrol (a public labelled face set such as LFW works), in one
+    folder per person or named by person (Jane_Doe_0001.jpg), and add other photos of
+    enrolled people if you have them.
+
     \b
     Example:
+      faceidx calibrate faces.index --holdout strangers/ --plots plots/
       faceidx calibrate faces.index --holdout heldout/ --plots plots/
       faceidx calibrate faces.index --holdout heldout/ --target-fpir 1e-3 --json
     """
+    from faceidx.gallery.probes import is_collection
     from faceidx.index import open_index
     from faceidx.io import open_collection
     from faceidx.query.calibfile import save_calibration
@@ -58,9 +68,12 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
     from faceidx.query.calibrate import calibrate as run
 
     index = open_index(index_dir)
-    coll = open_collection(holdout)
-    index.meta.check_compatible(coll.meta, holdout)
-    batch = coll.read_all(columns=["identity", "source", "embedding"])
+    if is_collection(holdout):
+        coll = open_collection(holdout)
+        index.meta.check_compatible(coll.meta, holdout)
+        batch = coll.read_all(columns=["identity", "source", "embedding"])
+    else:
+        batch = _embed_holdout(holdout, index, device)
     opts = CalibrationOptions(target_far=target_far, target_fpir=target_fpir, seed=seed)
     result, raw = run(index, batch, opts, holdout_path=str(holdout))
     if plots_dir is not None:
@@ -74,6 +87,31 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
         echo_json({"calibration": str(path), **result})
         return
     _report(result, path)
+
+
+def _embed_holdout(holdout: Path, index, device: str):
+    """An image-folder holdout embedded in memory with the index's model and detector."""
+    import os
+
+    import numpy as np
+
+    from faceidx.embedder.enrolment import embed_labelled_photos
+    from faceidx.gallery.probes import index_detector
+    from faceidx.io.reader import EmbeddingBatch
+
+    meta = index.meta
+    faces = embed_labelled_photos(holdout, meta.model, detector=index_detector(index) or "hog",
+                                  device=device, workers=min(os.cpu_count() or 1, 8))
+    if faces.failures:
+        shown = ", ".join(f"{Path(p).name} ({r.replace('_', ' ')})" for p, r in faces.failures[:3])
+        warn(f"{len(faces.failures)} holdout photo(s) gave no face and are left out: {shown}")
+    n = len(faces.identities)
+    click.echo(f"holdout photos: {faces.naming.lines[0]}; {n} faces embedded with "
+               f"{meta.model}", err=True)
+    meta.check_compatible(faces.meta, holdout)
+    return EmbeddingBatch(path=holdout, row_offset=0, face_ids=np.arange(n, dtype=np.int64), embeddings=faces.embeddings,
+                          identities=np.asarray(faces.identities, dtype=object),
+                          sources=np.asarray(faces.sources, dtype=object))
 
 
 def _report(r: dict, path: Path) -> None:

@@ -137,3 +137,41 @@ def enrolled_folder(index_dir: str | os.PathLike) -> Path:
     """Where `faceidx enrol` keeps the collections it embeds for INDEX_DIR (a sibling)."""
     index_dir = Path(index_dir)
     return index_dir.parent / f"{index_dir.name}.enrolled"
+
+
+@dataclass
+class LabelledFaces:
+    """Faces of named photos embedded in memory: row i of `embeddings` is `identities[i]`,
+    from `sources[i]`; photos without a usable face are in `failures` as (path, reason)."""
+
+    embeddings: object  # np.ndarray (n, D) float32, unit rows
+    identities: list[str]
+    sources: list[str]
+    failures: list[tuple[str, str]]
+    naming: Naming
+    meta: object  # io.CollectionMeta of the model that embedded them
+
+
+def embed_labelled_photos(source: str | os.PathLike, model, *, detector: str = "hog",
+                          device: str = "auto", workers: int = 0) -> LabelledFaces:
+    """Embed the largest face of each named photo of `source` (a folder tree, or files
+    named after people) in memory: a calibration holdout given as images.
+
+    Raises DataError when a photo gives no name (a holdout must be labelled).
+    """
+    import numpy as np
+
+    from faceidx.embedder.pipeline import embed_paths
+    from faceidx.errors import DataError
+
+    naming = name_photos([source])
+    if naming.unlabelled:
+        raise DataError(f"{len(naming.unlabelled)} photo(s) give no name (e.g. "
+                        f"{Path(naming.unlabelled[0]).name}): every holdout photo must say who "
+                        "it is, by its folder (HOLDOUT/<name>/photo.jpg) or its file name "
+                        "(Jane_Doe_0001.jpg)", source)
+    who = {it.path: it.identity for it in naming.items}
+    res = embed_paths([it.path for it in naming.items], model=model, detector=detector,
+                      device=device, workers=workers)
+    return LabelledFaces(np.asarray(res.embeddings, np.float32), [who[s] for s in res.sources],
+                         list(res.sources), list(res.failures), naming, res.meta)
