@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from faceidx.errors import DataError
-from faceidx.index.faissio import prepare, read_index, write_index
-from faceidx.index.gpu import gpu_assignment, use_gpu
+from faceidx.index.fill import LocalFiller, ShardJob
+from faceidx.index.gpu import use_gpu
 from faceidx.index.manifest import (
     MANIFEST_NAME,
     SHARD_INDEX,
@@ -34,7 +34,7 @@ from faceidx.index.manifest import (
     shard_dir_name,
 )
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
-from faceidx.index.store import ShardStore, ShardStoreWriter, identity_names_of
+from faceidx.index.store import ShardStore, identity_names_of
 from faceidx.index.train import train_stage
 from faceidx.io import Collection, open_collection
 from faceidx.io.atomic import sha256_file
@@ -59,6 +59,8 @@ class BuildOptions:
     device: str = "auto"
     seed: int = 0
     progress: bool = False
+    engine: object = None  # fills shard folders: None = LocalFiller (this process);
+    # faceidx.distributed.build.RayFiller fills them in Ray tasks (same files)
 
 
 def build_index(collection: str | Path, out_dir: str | Path,
@@ -85,8 +87,9 @@ def _build_stages(coll: Collection, out: Path, manifest: IndexManifest, opts: Bu
                   merge_index, tune_search) -> None:
     gpu = use_gpu(opts.device)
     t0 = time.perf_counter()
-    sha, stats = train_stage(coll, out, _params(manifest), coll.dim, manifest.center,
-                             opts.seed, gpu)
+    train = getattr(opts.engine, "train", None) or (lambda fn, *args: fn(*args))
+    sha, stats = train(train_stage, coll, out, _params(manifest), coll.dim, manifest.center,
+                       opts.seed, gpu)
     if manifest.trained_sha256 and manifest.trained_sha256 != sha:
         raise DataError("trained.index differs from the one this build started with",
                         out / "trained.index")
@@ -199,42 +202,26 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
     renumber = entry.get("renumber_from")
     t_add = time.perf_counter()
     faiss_s = 0.0
-    pieces = prefetch(_pieces(coll, bounds, 0, opts.batch_size, mean))
     bar = Counter(opts.progress, total=n - start, desc="add", unit="vec")
+    number0 = len(manifest.shards) + (0 if staged is None else len(staged))
+    row0 = manifest.rows + (0 if staged is None else sum(x.rows for x in staged))
+    jobs = []
     for s in range(len(bounds) - 1):
-        lo, hi = bounds[s], bounds[s + 1]
-        number = len(manifest.shards) + (0 if staged is None else len(staged))
-        folder = out / shard_dir_name(number)
+        folder = out / shard_dir_name(number0 + s)
         tmp = out / f".{folder.name}.tmp"
         for stale in (tmp, folder):  # left by a crash, never published
             if stale.exists():
                 shutil.rmtree(stale)
-        tmp.mkdir()
-        writer = ShardStoreWriter(tmp, hi - lo, coll.dim)
-        index = read_index(out / "trained.index")
-        row0 = manifest.rows + (0 if staged is None else sum(x.rows for x in staged))
-        try:
-            with gpu_assignment(index, gpu):
-                while writer.filled < hi - lo:
-                    p = next(pieces)
-                    k = len(p.unit)
-                    fids = p.face_ids
-                    if renumber is not None:
-                        fids = renumber + p.pos + np.arange(k, dtype=np.int64)
-                    rows = row0 + writer.filled + np.arange(k, dtype=np.int64)
-                    t_faiss = time.perf_counter()
-                    index.add_with_ids(p.coded, rows)
-                    faiss_s += time.perf_counter() - t_faiss
-                    writer.append(fids, p.identities, p.sources, p.unit)
-                    bar.update(k)
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        write_index(index, tmp / SHARD_INDEX)
-        del index
+        jobs.append(ShardJob(number0 + s, bounds[s], bounds[s + 1],
+                             row0 + bounds[s] - bounds[0], tmp))
+    engine = opts.engine or LocalFiller()
+    filled = engine.fill(coll, jobs, out / "trained.index", renumber, mean, opts.batch_size, gpu)
+    for job, stats in filled:
+        faiss_s += stats["faiss_seconds"]
+        folder = out / shard_dir_name(job.number)
         view = manifest if staged is None else replace(manifest, shards=manifest.shards + staged)
-        info = _finish_shard(coll, out, tmp, folder, number, row0, hi - lo, view, renumber)
+        info = _finish_shard(coll, out, job.folder, folder, job.number, job.row0,
+                             job.hi - job.lo, view, renumber)
         shards.append(info)
         manifest.next_face_id = max(manifest.next_face_id, info.face_id_max + 1)
         if staged is None:
@@ -243,42 +230,9 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
         manifest.build["add_seconds"] = round(time.perf_counter() - t_add, 3)
         manifest.build["faiss_add_seconds"] = round(faiss_s, 3)
         save()
+        bar.update(job.hi - job.lo)
         log.info("shard %s: %d vectors", folder.name, info.rows)
     bar.close()
-
-
-@dataclass
-class Piece:
-    """Rows of one batch that fall in one shard, prepared for FAISS (in a reader thread)."""
-
-    pos: int
-    face_ids: np.ndarray
-    identities: np.ndarray | None
-    sources: np.ndarray | None
-    unit: np.ndarray
-    coded: np.ndarray
-
-
-def _pieces(coll: Collection, bounds: list[int], done: int, batch_size: int,
-            mean: np.ndarray | None) -> Iterator[Piece]:
-    """Batches from shard `done` on, cut at shard bounds, normalised (and centred)."""
-    pos = 0
-    start = bounds[done]
-    for b in coll.iter_batches(batch_size):
-        if pos + len(b) <= start:
-            pos += len(b)
-            continue
-        a = max(start - pos, 0)
-        while a < len(b):
-            nxt = next(x for x in bounds if x > pos + a)
-            z = min(len(b), nxt - pos)
-            unit = prepare(b.embeddings[a:z])
-            yield Piece(pos + a, b.face_ids[a:z],
-                        None if b.identities is None else b.identities[a:z],
-                        None if b.sources is None else b.sources[a:z],
-                        unit, unit if mean is None else prepare(unit, mean))
-            a = z
-        pos += len(b)
 
 
 def prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -323,18 +277,23 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
 
 def _finish_shard(coll: Collection, out: Path, tmp: Path, folder: Path, number: int,
                   row0: int, rows: int, manifest: IndexManifest, renumber: int | None) -> ShardInfo:
-    """Check face id uniqueness, checksum, and rename the shard's temp folder into place."""
+    """Check face id uniqueness, checksum, and rename the shard's temp folder into place.
+
+    Only earlier shards whose face-id range (manifest) overlaps this one's are opened:
+    with ids assigned in order, none, whatever the number of shards.
+    """
     sorted_ids = np.load(tmp / "sorted_face_ids.npy")
     dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
     if len(dup):
         shutil.rmtree(tmp)
         raise DataError(f"face_id {int(sorted_ids[dup[0]])} appears more than once; face ids "
                         "must be unique", coll.path)
-    for prev in manifest.shards:
+    for prev in overlapping(manifest.shards, int(sorted_ids[0]), int(sorted_ids[-1])):
         store = ShardStore(out / prev.dir, prev.row_offset, prev.rows, manifest.dim)
-        hit = store.find(sorted_ids)
+        lo, hi = np.searchsorted(sorted_ids, [prev.face_id_min, prev.face_id_max + 1])
+        hit = store.find(sorted_ids[lo:hi])
         if (hit >= 0).any():
-            fid = int(sorted_ids[np.flatnonzero(hit >= 0)[0]])
+            fid = int(sorted_ids[lo + np.flatnonzero(hit >= 0)[0]])
             shutil.rmtree(tmp)
             raise DataError(f"face_id {fid} appears more than once (already in {prev.dir}); "
                             "face ids must be unique", coll.path)
@@ -347,8 +306,15 @@ def _finish_shard(coll: Collection, out: Path, tmp: Path, folder: Path, number: 
                      renumbered_from=renumber)
 
 
+def overlapping(shards: list[ShardInfo], lo: int, hi: int) -> list[ShardInfo]:
+    """The shards whose face-id range [face_id_min, face_id_max] meets [lo, hi]."""
+    return [s for s in shards if s.face_id_min <= hi and s.face_id_max >= lo
+            and s.face_id_max >= 0]
+
+
 def _count_identities(out: Path, manifest: IndexManifest) -> int:
-    names: set[str] = set()
-    for s in manifest.shards:
-        names.update(identity_names_of(out / s.dir))
-    return len(names)
+    """Distinct identities of the manifest's shards, reading only shards not yet counted
+    (faceidx/index/identities.py keeps the count's set beside the index)."""
+    from faceidx.index.identities import count_identities
+
+    return count_identities(out, manifest)
