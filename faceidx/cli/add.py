@@ -13,6 +13,7 @@ from faceidx.cli.options import (
     require_collection,
     settings,
 )
+from faceidx.cli.ray_option import ray_option, shard_engine
 
 
 @click.command()
@@ -21,8 +22,10 @@ from faceidx.cli.options import (
 @click.option("--shard-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Vectors per new index shard.")
 @device_option
+@ray_option
 @json_option
-def add(index_dir: Path, collection: Path, shard_rows: int, device: str, as_json: bool) -> None:
+def add(index_dir: Path, collection: Path, shard_rows: int, device: str,
+        ray_address: str | None, as_json: bool) -> None:
     """Add a collection's faces to an index as new shards (same model and D required).
 
     The trained quantizer is reused as is. Face ids that collide with indexed ones are
@@ -34,15 +37,17 @@ def add(index_dir: Path, collection: Path, shard_rows: int, device: str, as_json
     \b
     Example:
       faceidx add faces.index new-faces/
+      faceidx add /shared/faces.index /shared/new-faces --ray auto   # shards in Ray tasks
     """
     from faceidx.index.build import BuildOptions
     from faceidx.index.describe import describe_index
     from faceidx.index.writer import open_writer
 
     require_collection(collection, "add")
-    with open_writer(index_dir, "faceidx add") as writer:
+    with open_writer(index_dir, "faceidx add") as writer, \
+            shard_engine(ray_address, device, settings().quiet) as engine:
         result = writer.add_collection(collection, options=BuildOptions(
-            shard_rows=shard_rows, device=device, progress=settings().progress))
+            shard_rows=shard_rows, device=device, progress=settings().progress, engine=engine))
     info = describe_index(index_dir)
     info["added"] = result["added"]
     info["already_added"] = result["already_added"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from faceidx.cli.options import device_option, echo_json, json_option, settings
+from faceidx.cli.ray_option import ray_option, shard_engine
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -42,10 +43,12 @@ def parse_size(value: str | None) -> int | None:
               help="Subtract the collection mean (then renormalise) before indexing.")
 @click.option("--merge", is_flag=True, help="Also merge shards into one memory-mapped index.")
 @device_option
+@ray_option
 @json_option
 def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | None,
           train_size: int | None, shard_rows: int, target_agreement: float, tune_queries: int,
-          center: bool, merge: bool, device: str, as_json: bool) -> None:
+          center: bool, merge: bool, device: str, ray_address: str | None,
+          as_json: bool) -> None:
     """Index a collection: train on a sample, add shard by shard, tune search defaults.
 
     COLLECTION may also be an ann-benchmarks HDF5 file or a big-ann .fbin (folder): its
@@ -60,6 +63,7 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
       faceidx build faces/ --out faces.index
       faceidx build faces/ --out faces.index --index-spec IVF4096,PQ32x4fsr --merge
       faceidx build glove-100-angular.hdf5 --out glove.index
+      faceidx build /shared/faces --out /shared/faces.index --ray auto   # shards in Ray tasks
       faceidx info faces.index
     """
     from faceidx.cli.options import require_collection
@@ -74,7 +78,8 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
                         target_agreement=target_agreement, tune_queries=tune_queries,
                         center=center, merge=merge, device=device, progress=settings().progress)
     try:
-        build_index(collection, out_dir, opts)
+        with shard_engine(ray_address, device, settings().quiet) as opts.engine:
+            build_index(collection, out_dir, opts)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--index-spec") from err
     _report(out_dir, as_json)
