@@ -42,6 +42,11 @@ class Counter:
         if self._bar is not None:
             self._bar.update(n)
 
+    def postfix(self, **values) -> None:
+        """Show `values` (name=text) after the bar, e.g. a running loss."""
+        if self._bar is not None:
+            self._bar.set_postfix(values)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

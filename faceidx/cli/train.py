@@ -34,13 +34,28 @@ def _val_option(value: str | None) -> float | Path | None:
 @click.option("--init", default="dlib-resnet-v1", show_default=True,
               help="Start from a registered model (dlib-resnet-v1), a MODEL_DIR, or 'scratch'.")
 @click.option("--architecture", default="small-cnn", show_default=True,
-              help="Architecture for --init scratch (small-cnn, dlib-resnet).")
+              help="Architecture for --init scratch (small-cnn, dlib-resnet, inception-resnet-v1).")
 @click.option("--embedding-dim", default=128, show_default=True, type=click.IntRange(min=1),
               help="Embedding size; a new final layer when it differs from --init's.")
-@click.option("--margin", default=0.2, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Triplet margin alpha on squared distances of unit vectors.")
+@click.option("--loss", type=click.Choice(["triplet", "contrastive", "siamese"]), default="triplet",
+              show_default=True, help="Triplet margin loss, contrastive loss on pairs, or a Siamese "
+                                      "same/not-same head trained with the network.")
+@click.option("--margin", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Triplet: alpha on squared distances of unit vectors (default 0.2); "
+                   "contrastive: distance impostors are pushed beyond (default 1.0).")
 @click.option("--mining", type=click.Choice(["batch-all", "batch-hard", "semi-hard"]),
               default="batch-all", show_default=True, help="Online triplet mining inside each batch.")
+@click.option("--siamese-distance", type=click.Choice(["abs", "chi2"]), default="abs", show_default=True,
+              help="The Siamese head's per-dimension distance: |a-b| or (a-b)^2/(|a|+|b|).")
+@click.option("--sampler", type=click.Choice(["random", "cluster"]), default="random", show_default=True,
+              help="P x K batches of random identities, or of look-alike identities "
+                   "(k-means on the current model's identity centroids).")
+@click.option("--clusters", default=None, type=click.IntRange(min=1),
+              help="--sampler cluster: number of clusters (default: one per 2P identities).")
+@click.option("--cluster-share", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="--sampler cluster: share of batches drawn from clusters; the rest are random.")
+@click.option("--refresh-every", default=None, type=click.IntRange(min=1),
+              help="--sampler cluster: re-cluster every N steps too (always at each epoch start).")
 @click.option("--p", "p", default=8, show_default=True, type=click.IntRange(min=2),
               help="Identities per batch.")
 @click.option("--k", "k", default=4, show_default=True, type=click.IntRange(min=2),
@@ -66,18 +81,22 @@ def _val_option(value: str | None) -> float | Path | None:
               help="Processes detecting faces while chips are cached (first run only).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @json_option
-def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: int, margin: float,
-          mining: str, p: int, k: int, small: str, epochs: int, batches_per_epoch: int | None,
+def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: int, loss: str,
+          margin: float | None, mining: str, siamese_distance: str, sampler: str, clusters: int | None,
+          cluster_share: float, refresh_every: int | None, p: int, k: int, small: str, epochs: int, batches_per_epoch: int | None,
           lr: float | None, device: str, augment: bool, val: str, resume: bool, detector: str,
           identity_regex: str | None, workers: int, seed: int, as_json: bool) -> None:
-    """Train a face embedding on DATA with the triplet loss and online mining; write MODEL_DIR.
+    """Train a face embedding on DATA (triplet, contrastive or Siamese loss); write MODEL_DIR.
 
     DATA is read like `faceidx embed` reads a SOURCE (folder per identity, flat folder
     with --identity-regex, or a manifest); faces are detected and aligned the same way
     and the chips are cached in OUT/training/chips, so later epochs and reruns do not
-    detect again. Each batch holds P identities x K images; the loss is
+    detect again. Each batch holds P identities x K images (--sampler cluster: for a
+    share of the batches, look-alike identities). The triplet loss is
     max(0, |A-P|^2 - |A-N|^2 + margin) on L2-normalised embeddings over the mined
-    triplets, averaged over those with a positive loss.
+    triplets, averaged over those with a positive loss; contrastive and siamese score
+    every pair of the batch (docs/TRAIN.md). A Siamese head is saved in OUT beside the
+    model; the index still searches the embeddings by cosine.
 
     Every epoch writes OUT/training/checkpoint.pt and the model (OUT/faceidx-model.json
     + model.safetensors, loadable with `faceidx embed --model OUT`) and, with --val,
@@ -88,13 +107,17 @@ def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: in
     Example:
       faceidx train ../shared/data/orl --out orl-model --init scratch --epochs 20
       faceidx train ../shared/data/lfw-subset --out lfw-ft --mining semi-hard --epochs 3
+      faceidx train ../shared/data/lfw-subset --out lfw-cl --sampler cluster --loss contrastive
+      faceidx train ../shared/data/orl --out orl-irv1 --init scratch --architecture inception-resnet-v1
       faceidx embed ../shared/data/orl --model orl-model --out orl-emb
     """
     from faceidx.embedder.device import resolve_device
     from faceidx.train.run import RunOptions, run_training
 
     opts = RunOptions(init=init, architecture=architecture, embedding_dim=embedding_dim,
-                      margin=margin, mining=mining, p=p, k=k, epochs=epochs, lr=lr,
+                      margin=margin, mining=mining, loss=loss, siamese_distance=siamese_distance,
+                      sampler=sampler, clusters=clusters, cluster_share=cluster_share,
+                      refresh_every=refresh_every, p=p, k=k, epochs=epochs, lr=lr,
                       device=str(resolve_device(device)), augment=augment, val=_val_option(val),
                       resume=resume, detector=detector, identity_regex=identity_regex,
                       workers=workers, small=small, batches_per_epoch=batches_per_epoch, seed=seed)

@@ -125,6 +125,7 @@ class InceptionResNetV1(nn.Module):
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
         self.embedding_dim = embedding_dim
+        self.network_input_size = INPUT_SIZE
         self.stem = nn.Sequential(
             ConvBN(3, 32, 3, stride=2), ConvBN(32, 32, 3), ConvBN(32, 64, 3, padding=1),
             nn.MaxPool2d(3, stride=2), ConvBN(64, 80, 1), ConvBN(80, 192, 3),

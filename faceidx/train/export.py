@@ -47,3 +47,38 @@ def export_model(out_dir: str | os.PathLike, net: torch.nn.Module, architecture:
         config.update(extra)
     write_json_atomic(out_dir / CONFIG_NAME, config)
     return config
+
+
+HEAD_NAME = "siamese-head.safetensors"
+
+
+def export_head(out_dir: str | os.PathLike, head: torch.nn.Module) -> dict:
+    """Write a trained Siamese head beside the model; return what the model card records."""
+    from safetensors.torch import save_file
+
+    path = Path(out_dir) / HEAD_NAME
+    state = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"distance": head.distance, "dim": str(head.dim)})
+    return {"file": HEAD_NAME, "distance": head.distance, "dim": int(head.dim)}
+
+
+def load_head(model_dir: str | os.PathLike):
+    """The Siamese head a MODEL_DIR trained with `--loss siamese` holds (DataError if none)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from faceidx.errors import DataError
+    from faceidx.train.heads import SiameseHead
+
+    model_dir = Path(model_dir)
+    info = json.loads((model_dir / CONFIG_NAME).read_text()).get("siamese_head")
+    if not info:
+        raise DataError("this model was not trained with a Siamese head (--loss siamese)", model_dir)
+    head = SiameseHead(int(info["dim"]), info["distance"])
+    try:
+        head.load_state_dict(load_file(str(model_dir / info["file"])))
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"cannot read the Siamese head: {err}", model_dir / info["file"]) from err
+    return head.eval()

@@ -10,6 +10,7 @@ state dict fits `ARCHITECTURES[arch](embedding_dim)`, so export and the registry
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import nn
@@ -32,6 +33,23 @@ def architecture_of(net: nn.Module, where: str) -> str:
                     f"({', '.join(sorted(ARCHITECTURES))}), so it cannot be trained and exported", where)
 
 
+def seeded_init(net: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every conv and linear layer's weights and biases from `generator`.
+
+    The same distributions as torch's defaults (kaiming-uniform with a = sqrt(5), bias
+    uniform in +-1/sqrt(fan_in)); other parameters (norm layers, dlib's affine layers)
+    start at constants already. The caller's generator, not torch's global seed, decides.
+    """
+    for m in net.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return net
+
+
 def initial_net(init: str, embedding_dim: int, architecture: str = "small-cnn",
                 seed: int = 0) -> tuple[nn.Module, str]:
     """(raw network in train mode on the CPU, its architecture name).
@@ -42,17 +60,18 @@ def initial_net(init: str, embedding_dim: int, architecture: str = "small-cnn",
     """
     from faceidx.embedder.registry import ARCHITECTURES, load_model
 
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     if init == SCRATCH:
         if architecture not in ARCHITECTURES:
             raise DataError(f"unknown architecture {architecture!r} "
                             f"(known: {', '.join(sorted(ARCHITECTURES))})")
-        return ARCHITECTURES[architecture](embedding_dim).train(), architecture
+        net = seeded_init(ARCHITECTURES[architecture](embedding_dim), generator)
+        return net.train(), architecture
     pretrained = load_model(init, device="cpu")
     arch = architecture_of(pretrained.net, init)
     if pretrained.dim == embedding_dim:
         return pretrained.net.train(), arch
-    net = ARCHITECTURES[arch](embedding_dim)
+    net = seeded_init(ARCHITECTURES[arch](embedding_dim), generator)
     own = net.state_dict()
     kept = {k: v for k, v in pretrained.net.state_dict().items() if k in own and own[k].shape == v.shape}
     fresh = sorted(set(own) - set(kept))

@@ -29,8 +29,14 @@ class RunOptions:
     init: str = "dlib-resnet-v1"
     architecture: str = "small-cnn"
     embedding_dim: int = 128
-    margin: float = 0.2
+    margin: float | None = None  # the loss's default
     mining: str = "batch-all"
+    loss: str = "triplet"
+    siamese_distance: str = "abs"
+    sampler: str = "random"
+    clusters: int | None = None
+    cluster_share: float = 0.5
+    refresh_every: int | None = None
     p: int = 8
     k: int = 4
     epochs: int = 10
@@ -73,10 +79,13 @@ def run_training(data: str | os.PathLike, out: str | os.PathLike, opts: RunOptio
     log.info("training on %d faces of %d identities; validating on %s", len(train_set),
              len(set(train_set.labels)),
              f"{len(val_set)} faces of {len(set(val_set.labels))} identities" if val_set else "nothing")
-    validate = make_validator(val_set, device=opts.device, seed=opts.seed) if val_set else None
+    validate = make_validator(val_set, seed=opts.seed) if val_set else None
     net, arch = initial_net(opts.init, opts.embedding_dim, opts.architecture, seed=opts.seed)
     config = TrainConfig(architecture=arch, embedding_dim=opts.embedding_dim, base=opts.init,
-                         margin=opts.margin, mining=opts.mining, p=opts.p, k=opts.k,
+                         margin=opts.margin, mining=opts.mining, loss=opts.loss,
+                         siamese_distance=opts.siamese_distance, sampler=opts.sampler,
+                         clusters=opts.clusters, cluster_share=opts.cluster_share,
+                         refresh_every=opts.refresh_every, p=opts.p, k=opts.k,
                          epochs=opts.epochs, lr=opts.lr if opts.lr is not None else default_lr(opts.init),
                          augment=opts.augment, small=opts.small,
                          batches_per_epoch=opts.batches_per_epoch, seed=opts.seed)

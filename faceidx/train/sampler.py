@@ -65,22 +65,31 @@ class PKSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
+        draw = self.random_identities(rng)
+        for _ in range(self.batches):
+            yield self.images_of(next(draw), rng)
+
+    def random_identities(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Endless P-sized draws of group numbers: a shuffled order, reshuffled when used up."""
         order = rng.permutation(len(self.groups))
         pos = 0
-        for _ in range(self.batches):
+        while True:
             if pos + self.p > order.size:
                 rest = order[pos:]
                 fresh = rng.permutation(np.setdiff1d(np.arange(len(self.groups)), rest))
                 order, pos = np.concatenate([rest, fresh]), 0
-            chosen = order[pos:pos + self.p]
+            yield order[pos:pos + self.p]
             pos += self.p
-            batch: list[int] = []
-            for g in chosen:
-                idx = self.groups[g]
-                if idx.size >= self.k:
-                    pick = rng.choice(idx, size=self.k, replace=False)
-                else:
-                    extra = rng.choice(idx, size=self.k - idx.size, replace=True)
-                    pick = np.concatenate([rng.permutation(idx), extra])
-                batch.extend(int(i) for i in pick)
-            yield batch
+
+    def images_of(self, chosen: np.ndarray, rng: np.random.Generator) -> list[int]:
+        """K dataset indices for each group number in `chosen`, concatenated."""
+        batch: list[int] = []
+        for g in chosen:
+            idx = self.groups[g]
+            if idx.size >= self.k:
+                pick = rng.choice(idx, size=self.k, replace=False)
+            else:
+                extra = rng.choice(idx, size=self.k - idx.size, replace=True)
+                pick = np.concatenate([rng.permutation(idx), extra])
+            batch.extend(int(i) for i in pick)
+        return batch

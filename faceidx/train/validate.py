@@ -17,23 +17,31 @@ import numpy as np
 import torch
 
 from faceidx.errors import DataError
-from faceidx.train.data import ChipSet, to_input
+from faceidx.train.data import ChipSet
 
 log = logging.getLogger(__name__)
 
 FAR = 1e-3
 MIN_PAIRS = 20
+CHUNK = 256
 
 
 def embed_chips(net: torch.nn.Module, chips: ChipSet, batch_size: int = 64,
-                device: str = "cpu") -> np.ndarray:
-    """L2-normalised float32 embeddings (N, D) of every chip in `chips`, in order."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(chips), batch_size):
-            x = to_input(chips.take(np.arange(start, min(start + batch_size, len(chips)))), device)
-            out.append(torch.nn.functional.normalize(net(x), dim=1).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """L2-normalised float32 (N, D) embeddings of `chips` (or of its `rows`), in order.
+
+    The embedder's own path (FaceModel.embed_chips) runs `net` where its weights are;
+    chips are read `CHUNK` at a time, so memory stays bounded. Call it in eval mode.
+    """
+    from faceidx.embedder.registry import FaceModel
+
+    model = FaceModel(net, "in-training", "0", int(net.embedding_dim))
+    rows = np.arange(len(chips)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.empty((rows.size, model.dim), dtype=np.float32)
+    for start in range(0, rows.size, CHUNK):
+        part = rows[start:start + CHUNK]
+        out[start:start + part.size] = model.embed_chips(chips.take(part), batch_size)
+    return out
 
 
 def validation_pairs(labels: list[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
@@ -63,8 +71,7 @@ def validation_pairs(labels: list[str], seed: int = 0) -> tuple[np.ndarray, np.n
     return a, b, same, kfold_seed
 
 
-def make_validator(val_set: ChipSet, batch_size: int = 64, device: str = "cpu",
-                   seed: int = 0) -> Callable[[torch.nn.Module], dict]:
+def make_validator(val_set: ChipSet, batch_size: int = 64, seed: int = 0) -> Callable[[torch.nn.Module], dict]:
     """validate(net) -> {"val_accuracy", "val_accuracy_std", "val_tar_at_far_1e-3", "val_pairs"}."""
     from faceidx.query.metrics import kfold_accuracy, tar_at_far
 
@@ -73,7 +80,7 @@ def make_validator(val_set: ChipSet, batch_size: int = 64, device: str = "cpu",
              len(val_set), len(a))
 
     def validate(net: torch.nn.Module) -> dict:
-        emb = embed_chips(net, val_set, batch_size, device)
+        emb = embed_chips(net, val_set, batch_size)
         scores = np.einsum("ij,ij->i", emb[a], emb[b])
         acc, std, _ = kfold_accuracy(scores, same, folds=10, seed=kfold_seed)
         tar, _ = tar_at_far(scores[same], scores[~same], FAR)
