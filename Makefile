@@ -12,13 +12,13 @@ export OMP_WAIT_POLICY ?= PASSIVE
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## Create .venv and install faceidx (editable) with its dev, serve, ray and onnx extras, CPU torch
+install: $(STAMP)  ## Create .venv and install faceidx (editable) with every extra but gpu, CPU torch
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# CPU torch pinned: this release lies on disk here; others pull GBs of CUDA.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,serve,ray,onnx]'
+	$(PY) -m pip install -q -e '.[cpu,embed,onnx,serve,ray,dev]'
 	# MTCNN's weights only (--detector hog+mtcnn); the package pins an old torch: no deps.
 	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)

@@ -25,6 +25,13 @@ class FaceidxGroup(click.Group):
             return super().invoke(ctx)
         except FaceidxError as err:
             raise click.ClickException(str(err)) from err
+        except ModuleNotFoundError as err:  # an optional extra this node did not install
+            from faceidx.extras import missing_dependency
+
+            missing = missing_dependency(err)
+            if missing is None:
+                raise
+            raise click.ClickException(str(missing)) from err
 
 
 @click.group(cls=FaceidxGroup, context_settings={"help_option_names": ["-h", "--help"]})
