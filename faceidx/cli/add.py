@@ -12,6 +12,7 @@ from faceidx.cli.options import (
     json_option,
     require_collection,
     settings,
+    warn_unlabelled_rows,
 )
 from faceidx.cli.ray_option import ray_option, shard_engine
 
@@ -44,6 +45,7 @@ def add(index_dir: Path, collection: Path, shard_rows: int, device: str,
     from faceidx.index.writer import open_writer
 
     require_collection(collection, "add")
+    warn_unlabelled_rows(collection, "add")
     with open_writer(index_dir, "faceidx add") as writer, \
             shard_engine(ray_address, device, settings().quiet) as engine:
         result = writer.add_collection(collection, options=BuildOptions(

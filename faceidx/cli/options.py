@@ -121,6 +121,20 @@ def warn_unlabelled(listing, command: str) -> None:
          "by file (Barack_Obama_0001.jpg -> Barack_Obama) or --name")
 
 
+def warn_unlabelled_rows(collection: Path, command: str) -> None:
+    """Warn when a collection holds faces without identity (streams the identity column)."""
+    from faceidx.io import open_collection
+
+    coll = open_collection(collection)
+    nameless = 0
+    for batch in coll.iter_batches(columns=["identity"], validate=False):
+        nameless += sum(i is None for i in batch.identities.tolist())
+    if nameless:
+        warn(f"{nameless} of {coll.num_rows} faces in {collection} have no identity: after "
+             f"`faceidx {command}` a query can find them but never name them (re-embed with "
+             "names: folder per person, --identity-regex, or `faceidx enrol`)")
+
+
 def require_collection(path: Path, command: str) -> None:
     """Refuse a folder that is no embeddings collection (e.g. photos), saying what to run.
 

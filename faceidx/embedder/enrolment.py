@@ -62,24 +62,32 @@ class Naming:
 
 def name_photos(sources: Sequence[str | os.PathLike], name: str | None = None) -> Naming:
     """List the photos of `sources` and name them: folder tree = person, other files by
-    their file name (face_recognition's convention), or all `name` when given."""
+    their file name (face_recognition's convention), or all `name` when given. Photo
+    files given one by one are summed up in one line."""
+    listings = [list_labelled(source, naming="files") for source in sources]
+    files = [lst for src, lst in zip(sources, listings, strict=True) if Path(src).is_file()]
+    if len(files) > 1:
+        merged = Listing(f"{len(files)} photo files", [], {}, {})
+        for lst in files:
+            merged.items += lst.items
+            merged.rules.update(lst.rules)
+            for rule, n in lst.how.items():
+                merged.how[rule] = merged.how.get(rule, 0) + n
+        listings = [lst for lst in listings if all(lst is not f for f in files)] + [merged]
+    if name is not None:
+        listings = [Listing(lst.source, [SourceItem(it.path, name) for it in lst.items],
+                            {"--name": len(lst.items)}, {it.path: "--name" for it in lst.items},
+                            lst.mixed) for lst in listings]
     items: dict[str, SourceItem] = {}
-    lines = []
-    for source in sources:
-        listing: Listing = list_labelled(source, naming="files")
-        if name is not None:
-            listing = Listing(listing.source, [SourceItem(it.path, name) for it in listing.items],
-                              {"--name": len(listing.items)},
-                              {it.path: "--name" for it in listing.items}, listing.mixed)
-        lines.append(listing.explain())
-        for it in listing.items:
+    for lst in listings:
+        for it in lst.items:
             items.setdefault(it.path, it)
     out = sorted(items.values(), key=lambda it: it.path)
     people: dict[str, int] = {}
     for it in out:
         if it.identity is not None:
             people[it.identity] = people.get(it.identity, 0) + 1
-    return Naming(out, lines, people)
+    return Naming(out, [lst.explain() for lst in listings], people)
 
 
 @dataclass
