@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     held = split_identities(chips.labels, args.val, seed=args.seed)
     train_set, val_set = chips.subset(~held), chips.subset(held)
-    validate = make_validator(val_set, device=args.device, seed=args.seed)
+    validate = make_validator(val_set, seed=args.seed)
     split = {"train_faces": len(train_set), "train_identities": len(set(train_set.labels)),
              "val_faces": len(val_set), "val_identities": len(set(val_set.labels))}
 
