@@ -28,8 +28,10 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
 @click.option("--workers", default=None, type=click.IntRange(min=0),
               help="Processes decoding and detecting images (0: in this process). "
                    "Default: the number of CPU cores, at most 8.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
-              help="flip: average the chip's and its mirror's embeddings.")
+@click.option("--tta", type=click.Choice(["none", "flip", "jitter"]), default="none",
+              show_default=True,
+              help="flip: average the chip's and its mirror's embeddings; jitter: also 8 "
+                   "dlib-style jittered copies (10 views, ~10x the model time).")
 @click.option("--shard-rows", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Rows per shard; a finished shard is what a killed run keeps.")
 @click.option("--detector", type=click.Choice(["hog", "hog+mtcnn", "mtcnn", "mmod", "none"]),

@@ -3,9 +3,10 @@
     enc = Encoder(load_model("dlib-resnet-v1"), device="cpu", tta="flip")
     vectors = enc(chips)            # chips uint8 (n, 150, 150, 3) -> float32 (n, D)
 
-TTA: ``none`` embeds the chip; ``flip`` embeds the chip and its left-right mirror in the
-same forward pass, averages the two normalised vectors and normalises again (a cheap,
-deterministic stand-in for dlib's random jitter).
+TTA (faceidx.embedder.tta): ``none`` embeds the chip; ``flip`` the chip and its
+left-right mirror; ``jitter`` the chip, its mirror and `jitters` - 2 dlib-style jittered
+copies (fixed draws). All views go through one forward pass; their normalised vectors
+are averaged and normalised again.
 
 Device handling is faceidx.embedder.device's: "auto" resolved once here, torch threads
 set to the usable cores on the CPU, pinned non-blocking channels-last batches on CUDA.
@@ -24,20 +25,21 @@ from faceidx.embedder.device import (
     prepare_model,
     resolve_device,
 )
+from faceidx.embedder.tta import DEFAULT_JITTER_COPIES, TTA_MODES, copies_of, tta_views
 
-TTA_MODES = ("none", "flip")
+__all__ = ["TTA_MODES", "Encoder"]
 
 
 class Encoder:
     """Chips in, normalised float32 vectors out. `model` follows the FaceModel contract."""
 
-    def __init__(self, model, device: str | torch.device = "auto", tta: str = "none"):
-        if tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    def __init__(self, model, device: str | torch.device = "auto", tta: str = "none",
+                 jitters: int = DEFAULT_JITTER_COPIES):
+        self.views = copies_of(tta, jitters)
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             configure_cpu_threads()
-        self.tta = tta
+        self.tta, self.jitters = tta, jitters
         self.model = prepare_model(model, self.device)
         self.dim = int(model.dim)
 
@@ -48,10 +50,11 @@ class Encoder:
         if n == 0:
             return np.empty((0, self.dim), np.float32)
         x = chips_to_tensor(chips, self.device)
-        if self.tta == "flip":
-            x = torch.cat([x, x.flip(3)])
         with torch.inference_mode():
-            y = self.model(x).float()
-            if self.tta == "flip":
-                y = F.normalize(y[:n] + y[n:], dim=1)
+            if self.views == 1:
+                y = self.model(x).float()
+            else:
+                v = tta_views(x, self.tta, self.jitters)
+                y = self.model(v.flatten(0, 1)).float().view(self.views, n, -1)
+                y = F.normalize(F.normalize(y, dim=2).sum(0), dim=1)
         return y.cpu().numpy().astype(np.float32, copy=False)
