@@ -92,7 +92,7 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
         click.echo(json.dumps({"summary": summary}), err=True)
         return
     if results:
-        _table(p, results, k)
+        _table(p, results, k, gallery.snapshot.counts())
     fpir = "" if thr.fpir is None else f" (FPIR {thr.fpir:.3g} for this gallery)"
     click.echo(f"\n{summary['probes']} probes, threshold {thr.value:.4f} from {thr.origin}{fpir}; "
                f"{summary['known']} answered with a name, {summary['unknown']} unknown"
@@ -142,17 +142,21 @@ def _summary(p, results, latencies, thr, gallery) -> dict:
             "gallery_identities": gallery.index.manifest.get("num_identities", 0)}
 
 
-def _table(p, results, k: int) -> None:
+def _table(p, results, k: int, enrolled) -> None:
+    """One line per probe; with truth known, whether the answer is right: an enrolled
+    person must get their name, anyone else "unknown"."""
     width = min(max((len(_short(s)) for s in p.sources), default=5), 48)
     labelled = any(t is not None for t in p.truth)
-    truth_col = f"{'truth':<22} " if labelled else ""
+    truth_col = f"{'truth':<22} {'result':<6} " if labelled else ""
     boxes = any(b is not None for b in p.boxes) and len(set(p.sources)) < len(p.sources)
     box_col = f"{'face box':<20} " if boxes else ""
     click.echo(f"{'probe':<{width}}  {box_col}{truth_col}{'answer':<22} {'score':>6} "
                f"{'margin':>6}  top-{k} (identity score)")
     for src, truth, box, res in zip(p.sources, p.truth, p.boxes, results, strict=True):
         answer = {"known": res.decision, "unlabelled": "(unlabelled face)"}.get(res.status, "unknown")
-        col = f"{(truth or '-')[:22]:<22} " if labelled else ""
+        right = (res.decision == truth) if truth in enrolled else res.decision is None
+        mark = "-" if truth is None else "right" if right else "WRONG"
+        col = f"{(truth or '-')[:22]:<22} {mark:<6} " if labelled else ""
         bcol = f"{','.join(map(str, box)) if box else '-':<20} " if boxes else ""
         margin = "-" if res.margin is None else f"{res.margin:.3f}"
         cands = " | ".join(f"{c.identity or '-'} {c.score:.3f}" for c in res.candidates)
