@@ -24,6 +24,7 @@ from faceidx.embedder.decode import ImageError, load_image
 from faceidx.embedder.faces import check_policy
 from faceidx.embedder.jpeg_dlib import DECODERS, dlib_pixels
 from faceidx.embedder.sources import SourceItem
+from faceidx.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def detect_one(item: SourceItem, aligner: Aligner | str, policy: str = "largest"
 class _DetectDataset:
     """Map-style dataset for torch's DataLoader: index -> Detection."""
 
-    def __init__(self, items: Sequence[SourceItem], detector: str, policy: str, decoder: str):
+    def __init__(self, items: Sequence[SourceItem], detector: str, policy: str, decoder: str,
+                 template: str = "dlib-150"):
         self.items, self.detector, self.policy, self.decoder = items, detector, policy, decoder
+        self.template = template
         self.aligner: Aligner | None = None    # built in each worker on first use
 
     def __len__(self) -> int:
@@ -74,7 +77,7 @@ class _DetectDataset:
 
     def __getitem__(self, i: int) -> Detection:
         if self.aligner is None:
-            self.aligner = Aligner(self.detector)
+            self.aligner = make_aligner(self.detector, self.template)
         return detect_one(self.items[i], self.aligner, self.policy, self.decoder)
 
 
@@ -94,15 +97,27 @@ def _die_with_parent(_worker_id: int) -> None:
             log.debug("prctl unavailable; orphaned workers will not be killed")
 
 
+def make_aligner(detector: str, template: str = "dlib-150") -> Aligner:
+    """An Aligner whose chips follow the model's alignment template (templates.py)."""
+    from faceidx.embedder.templates import chip_fn_for
+
+    if detector == "none" and template != "dlib-150":
+        raise DataError(f"--detector none passes 150x150 crops, but the model's template is "
+                        f"{template!r}: use a detector that finds landmarks (hog)")
+    return Aligner(detector, chip_fn=chip_fn_for(template))
+
+
 def iter_detections(items: Sequence[SourceItem], detector: str = "hog", policy: str = "largest",
-                    workers: int = 0, prefetch: int = 8, decoder: str = "dlib") -> Iterator[Detection]:
-    """Detections for `items`, in order; `workers` > 0 runs them in worker processes."""
+                    workers: int = 0, prefetch: int = 8, decoder: str = "dlib",
+                    template: str = "dlib-150") -> Iterator[Detection]:
+    """Detections for `items`, in order; `workers` > 0 runs them in worker processes.
+    Chips follow `template` (the model card's: dlib-150, arcface-112, facenet-160)."""
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
     check_policy(policy)
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    aligner = Aligner(detector)  # fails early on a missing model
+    aligner = make_aligner(detector, template)  # fails early on a missing model
     if workers <= 0 or len(items) < 2:
         for item in items:
             yield detect_one(item, aligner, policy, decoder)
@@ -110,7 +125,7 @@ def iter_detections(items: Sequence[SourceItem], detector: str = "hog", policy: 
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        _DetectDataset(items, detector, policy, decoder),
+        _DetectDataset(items, detector, policy, decoder, template),
         batch_size=None,
         shuffle=False,
         num_workers=workers,

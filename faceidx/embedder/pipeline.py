@@ -119,7 +119,9 @@ def embed_paths(paths: Sequence[str | os.PathLike], model=DEFAULT_MODEL, detecto
     encoder = Encoder(face_model, device, tta)
     items = [SourceItem(os.fspath(p), None) for p in paths]
     vectors, sources, boxes, scores, failures = [], [], [], [], []
-    for chips, dets in _batches(iter_detections(items, detector, policy, workers), batch_size):
+    detections = iter_detections(items, detector, policy, workers,
+                                 template=getattr(face_model, "template", "dlib-150"))
+    for chips, dets in _batches(detections, batch_size):
         for det in dets:
             if det.reason is not None:
                 failures.append((det.item.path, det.reason))
@@ -249,7 +251,8 @@ def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=
     plan = plan_embed(items, out_dir, model_meta(face_model), tta=tta, detector=detector,
                       policy=policy, labelling=labelling)
     encoder = Encoder(face_model, device, tta)
-    detections = iter_detections(plan.todo, detector, policy, workers)
+    detections = iter_detections(plan.todo, detector, policy, workers,
+                                 template=getattr(face_model, "template", "dlib-150"))
     return write_embedded(plan, embedded_batches(encoder, detections, batch_size, plan.skip_faces),
                           shard_rows, progress)
 
