@@ -65,7 +65,7 @@ def serve(index_dir: Path, host: str, port: int, token_file: Path | None, thresh
     try:
         click.echo(f"serving {index_dir} ({service.gallery.index.ntotal:,} faces) on "
                    f"http://{host}:{port}" + (" (read-only)" if read_only else ""), err=True)
-        uvicorn.run(create_app(service, token), host=host, port=port, log_level="warning",
+        uvicorn.run(create_app(service, token, close_on_shutdown=True), host=host, port=port, log_level="warning",
                     access_log=False)
     finally:
         service.close()

@@ -255,12 +255,15 @@ class Gallery:
         return Verification(identity, score >= t, score, t, origin, far, int(face_ids[best]), box)
 
     def _vectors(self, vectors) -> np.ndarray:
-        q = np.asarray(vectors, np.float32)
+        q = np.asarray(vectors, np.float64)
         q = q[None, :] if q.ndim == 1 else q
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ValueError(f"embeddings must have shape (n, {self.dim}), got {np.shape(vectors)}")
-        if not np.isfinite(q).all() or (len(q) and (np.linalg.norm(q, axis=1) < 1e-6).any()):
-            raise ValueError("embeddings hold NaN, inf or a zero vector")
+        if not np.isfinite(q).all() or (np.abs(q) > 1e30).any():
+            raise ValueError("embeddings hold NaN, inf or values beyond float32")
+        q = q.astype(np.float32)
+        if len(q) and (np.linalg.norm(q, axis=1) < 1e-6).any():
+            raise ValueError("embeddings hold a zero (or nearly zero) vector")
         return q
 
     def embedder(self):

@@ -11,11 +11,11 @@ guard.py auth and limits, metrics.py Prometheus. FastAPI is imported only by app
 from faceidx.serve.service import ServeConfig, Service
 
 
-def create_app(service: Service, token: str | None = None):
+def create_app(service: Service, token: str | None = None, close_on_shutdown: bool = False):
     """The ASGI app of `service` (see faceidx.serve.app)."""
     from faceidx.serve.app import create_app as _create
 
-    return _create(service, token)
+    return _create(service, token, close_on_shutdown)
 
 
 __all__ = ["ServeConfig", "Service", "create_app"]

@@ -46,12 +46,24 @@ MULTIPART = "multipart/form-data"
 FACES = ("largest", "all")
 
 
-def create_app(service: Service, token: str | None = None):
-    """The ASGI app serving `service` (wrapped in the auth / size / metrics Guard)."""
+def create_app(service: Service, token: str | None = None, close_on_shutdown: bool = False):
+    """The ASGI app serving `service` (wrapped in the auth / size / metrics Guard).
+
+    close_on_shutdown: close the service (flush pending faces, release the writer lock)
+    when the server shuts down (uvicorn re-raises SIGTERM after it, so the CLI cannot).
+    """
+    from contextlib import asynccontextmanager
+
     from faceidx import __version__
 
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if close_on_shutdown:
+            await run_in_threadpool(service.close)
+
     cfg = service.config
-    app = FastAPI(title="faceidx", version=__version__,
+    app = FastAPI(title="faceidx", version=__version__, lifespan=lifespan,
                   description="Face identification: identify, verify, enrol, erase.")
 
     def error(status: int, message: str, **extra) -> JSONResponse:
@@ -141,7 +153,7 @@ def create_app(service: Service, token: str | None = None):
         _check_k(req.k, cfg.max_k)
         if len(req.embeddings) > cfg.max_embeddings:
             raise _http_error(413, f"{len(req.embeddings)} embeddings; at most {cfg.max_embeddings} a request")
-        q = service.gallery._vectors(np.asarray(req.embeddings, np.float32))
+        q = service.gallery._vectors(np.asarray(req.embeddings, np.float64))
         thr = service.gallery.threshold_for(req.threshold)
         found = await asyncio.wrap_future(service.search.submit((q, req.k)))
         results = []
@@ -164,7 +176,7 @@ def create_app(service: Service, token: str | None = None):
             v = await threaded(service.gallery.verify, vectors[0], req.identity, req.threshold)
             return {**v.to_json(), "box": [int(x) for x in boxes[0]]}
         req, _ = await body(request, S.VerifyJSON, "image", 0)
-        v = await threaded(service.gallery.verify, np.asarray(req.embedding, np.float32),
+        v = await threaded(service.gallery.verify, np.asarray(req.embedding, np.float64),
                            req.identity, req.threshold)
         return v.to_json()
 
@@ -186,7 +198,7 @@ def create_app(service: Service, token: str | None = None):
             req, _ = await body(request, S.EnrolJSON, "images", 0)
             if len(req.embeddings) > cfg.max_embeddings:
                 raise _http_error(413, f"{len(req.embeddings)} embeddings; at most {cfg.max_embeddings} a request")
-            vectors = service.gallery._vectors(np.asarray(req.embeddings, np.float32))
+            vectors = service.gallery._vectors(np.asarray(req.embeddings, np.float64))
             sources = req.sources or [None] * len(vectors)
             if len(sources) != len(vectors):
                 raise ValueError(f"{len(vectors)} embeddings need {len(vectors)} sources, got {len(sources)}")
@@ -201,7 +213,7 @@ def create_app(service: Service, token: str | None = None):
     @app.delete("/v1/faces/{face_id}", response_model=S.EraseResponse, tags=["write"])
     async def erase_face(face_id: int):
         """Erase one face by its id (404 when the gallery does not hold it)."""
-        if face_id < 0:
+        if not 0 <= face_id < 2 ** 63:
             raise NotFoundError(f"face id {face_id} is not in the gallery")
         return {"erased": await threaded(writable().erase, [face_id], ())}
 

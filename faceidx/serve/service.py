@@ -63,6 +63,7 @@ class Service:
                                   size=lambda chips: max(len(chips), 1), name="embed",
                                   on_batch=self.metrics.batch_of("embed"))
         self.ready = True
+        self.closed = False
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, config: ServeConfig | None = None) -> Service:
@@ -150,6 +151,10 @@ class Service:
                 "queues": {"search": self.search.depth, "embed": self.embed.depth}}
 
     def close(self) -> None:
+        """Stop batching, flush pending faces, release the writer lock (once)."""
+        if self.closed:
+            return
+        self.closed = True
         self.ready = False
         self.search.close()
         self.embed.close()
