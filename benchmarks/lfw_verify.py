@@ -144,6 +144,26 @@ def evaluate(pairs, vectors: dict[tuple[str, int], np.ndarray | None], folds: in
             "genuine_mean": round(float(s[y].mean()), 4), "impostor_mean": round(float(s[~y].mean()), 4)}
 
 
+def compare_pipelines(args, pairs, pairs_from, folds, path_of, wanted) -> int:
+    """One result line per (pipeline, tta) from a face_cache folder, on the same pairs."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import face_cache
+
+    for name in args.pipelines:
+        d = face_cache.load(args.cache, name)
+        row_of = {str(p): i for i, p in enumerate(d["paths"])}
+        rows = np.array(sorted({row_of[path_of[w]] for w in wanted}))
+        for tta in (["none"] if name == "dlib-own" else args.tta):
+            v = face_cache.vectors(args.cache, name, tta, rows=rows)
+            vectors = {w: (v[row_of[path_of[w]]] if d["ok"][row_of[path_of[w]]] else None)
+                       for w in wanted}
+            emit({"bench": "lfw_verify", "pipeline": name, "pairs_from": pairs_from, "tta": tta,
+                  "folds": folds, "images": len(wanted),
+                  "images_no_face": int(sum(vectors[w] is None for w in wanted)),
+                  **evaluate(pairs, vectors, folds), **DLIB_PUBLISHED})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="identity-per-folder image tree")
@@ -152,11 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--per-fold", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tta", nargs="+", choices=["none", "flip"], default=["none", "flip"])
+    ap.add_argument("--tta", nargs="+", choices=["none", "flip", "jitter"], default=["none", "flip"])
     ap.add_argument("--model", default="dlib-resnet-v1")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="a benchmarks/face_cache.py folder: compare its pipelines side by side "
+                         "(dlib's own included) instead of embedding here")
+    ap.add_argument("--pipelines", nargs="+", default=["dlib-own", "pil-hog", "dlib-hog", "hog+mtcnn"])
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -181,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {len(missing)} pair images are not in {args.data}, e.g. {missing[0]}",
               file=sys.stderr)
         return 1
+    if args.cache is not None:
+        return compare_pipelines(args, pairs, pairs_from, folds, path_of, wanted)
+    if "jitter" in args.tta:
+        print("error: --tta jitter needs --cache (benchmarks/face_cache.py)", file=sys.stderr)
+        return 2
     cache = embed_cached(sorted({path_of[w] for w in wanted}), args.out, args.model, args.device,
                          args.workers, args.batch_size)
     no_face = sum(cache[path_of[w]][0] is None for w in wanted)
