@@ -66,8 +66,24 @@ class AllPairsMiner(PairMiner):
         return Pairs(a, b, labels[a] == labels[b])
 
 
-def _nan(device: torch.device) -> Reduced:
-    return Reduced(torch.full((), float("nan"), device=device), 0, 0)
+class PairLoss(torch.nn.Module):
+    """Base: `loss(embeddings (n, D), labels (n,)) -> Reduced`; subclasses implement `_loss`.
+
+    Non-finite embeddings give a NaN loss (compared, NaN would hide from every miner);
+    otherwise the miner's pairs go to `_loss(embeddings, pairs)`.
+    """
+
+    def __init__(self, miner: PairMiner | None = None):
+        super().__init__()
+        self.miner = miner if miner is not None else AllPairsMiner()
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Reduced:
+        if not bool(torch.isfinite(embeddings.detach()).all()):
+            return Reduced(torch.full((), float("nan"), device=embeddings.device), 0, 0)
+        return self._loss(embeddings, self.miner(embeddings, labels))
+
+    def _loss(self, embeddings: torch.Tensor, pairs: Pairs) -> Reduced:
+        raise NotImplementedError
 
 
 def contrastive_losses(embeddings: torch.Tensor, pairs: Pairs, margin: float) -> torch.Tensor:
@@ -79,26 +95,22 @@ def contrastive_losses(embeddings: torch.Tensor, pairs: Pairs, margin: float) ->
     return torch.where(pairs.same, d2, torch.relu(margin - d) ** 2)
 
 
-class ContrastiveLoss(torch.nn.Module):
+class ContrastiveLoss(PairLoss):
     """`loss(embeddings, labels) -> Reduced`: mine pairs, contrastive loss, mean over active."""
 
     def __init__(self, margin: float = 1.0, miner: PairMiner | None = None,
                  reducer: MeanNonZeroReducer | None = None):
-        super().__init__()
+        super().__init__(miner)
         if not 0 < margin <= 2:
             raise ValueError(f"margin must be in (0, 2] (distances of unit vectors), got {margin}")
         self.margin = float(margin)
-        self.miner = miner if miner is not None else AllPairsMiner()
         self.reducer = reducer if reducer is not None else MeanNonZeroReducer()
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Reduced:
-        if not bool(torch.isfinite(embeddings.detach()).all()):
-            return _nan(embeddings.device)
-        pairs = self.miner(embeddings, labels)
+    def _loss(self, embeddings: torch.Tensor, pairs: Pairs) -> Reduced:
         return self.reducer(contrastive_losses(embeddings, pairs, self.margin), len(pairs))
 
 
-class SiameseLoss(torch.nn.Module):
+class SiameseLoss(PairLoss):
     """`loss(embeddings, labels) -> Reduced`: BCE of `head` on mined pairs, balanced.
 
     The head is a submodule: its parameters train with the network's.
@@ -106,15 +118,11 @@ class SiameseLoss(torch.nn.Module):
 
     def __init__(self, head: SiameseHead, miner: PairMiner | None = None,
                  reducer: BalancedMeanReducer | None = None):
-        super().__init__()
+        super().__init__(miner)
         self.head = head
-        self.miner = miner if miner is not None else AllPairsMiner()
         self.reducer = reducer if reducer is not None else BalancedMeanReducer()
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Reduced:
-        if not bool(torch.isfinite(embeddings.detach()).all()):
-            return _nan(embeddings.device)
-        pairs = self.miner(embeddings, labels)
+    def _loss(self, embeddings: torch.Tensor, pairs: Pairs) -> Reduced:
         x = F.normalize(embeddings, dim=1)
         logits = self.head(x[pairs.a], x[pairs.b])
         target = pairs.same.to(logits.dtype)
