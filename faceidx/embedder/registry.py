@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceidx.embedder.align import CHIP_SIZE as INPUT_SIZE
 from faceidx.embedder.device import (
     chips_to_tensor,
     choose_autocast,
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = CARD_NAME
 WEIGHTS_NAME = "model.safetensors"
-INPUT_SIZE = 150
 DLIB_RESNET_V1 = "dlib-resnet-v1"
 
 

@@ -27,7 +27,6 @@ from torch import nn
 from faceidx.errors import DataError
 
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
-INPUT_SIZE = 150
 # (filters, down-sampling first block?, number of blocks) per level, input side first.
 LEVELS = ((32, False, 3), (64, True, 4), (128, True, 3), (256, True, 3), (256, True, 1))
 

@@ -1,10 +1,12 @@
 """Training chips: detect and align once, cache on disk, augment per batch.
 
-Faces are found and aligned exactly as `faceidx embed` does it (faceidx/embedder/align.py),
-then stored as one uint8 array (N, 150, 150, 3) per data set and detector in a `.npy`
-file beside a JSON list of labels and sources. The cache key hashes the detector and every
-source's path, size and mtime, so a changed data set is chipped again and an unchanged one
-never is. Epochs read the array memory-mapped.
+Faces are found and aligned exactly as `faceidx embed` does it (faceidx/embedder/detect.py),
+for the alignment template the model is trained for (dlib-150, facenet-160, arcface-112;
+faceidx/embedder/templates.py), then stored as one uint8 array (N, S, S, 3) per data set,
+detector and template in a `.npy` file beside a JSON list of labels and sources. The cache
+key hashes the detector, the template and every source's path, size and mtime, so a
+changed data set is chipped again and an unchanged one never is. Epochs read the array
+memory-mapped.
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceidx.embedder.align import CHIP_SIZE
+from faceidx.embedder.modelcard import DEFAULT_TEMPLATE, TEMPLATE_SIZES
 from faceidx.errors import DataError
 from faceidx.io.atomic import atomic_path, write_json_atomic
 from faceidx.progress import progress
 
 log = logging.getLogger(__name__)
 
-CHIP_SIZE = 150
-
 
 @dataclass
 class ChipSet:
-    """Aligned chips uint8 (N, 150, 150, 3) RGB with their identity labels and source paths."""
+    """Aligned chips uint8 (N, S, S, 3) RGB with their identity labels and source paths."""
 
     chips: np.ndarray
     labels: list[str]
@@ -43,7 +45,7 @@ class ChipSet:
         return len(self.labels)
 
     def take(self, idx: Sequence[int]) -> np.ndarray:
-        """uint8 (len(idx), 150, 150, 3) chips at positions `idx` of this set."""
+        """uint8 (len(idx), S, S, 3) chips at positions `idx` of this set."""
         idx = np.asarray(idx, dtype=np.int64)
         rows = idx if self.rows is None else self.rows[idx]
         order = np.argsort(rows)  # memory-mapped reads in file order
@@ -59,9 +61,11 @@ class ChipSet:
                        rows=rows)
 
 
-def cache_key(items: Sequence[tuple[str, str]], detector: str) -> str:
-    """A short hash of the detector and every (path, identity, size, mtime)."""
-    h = hashlib.sha256(f"chips-v1|{detector}|{CHIP_SIZE}".encode())
+def cache_key(items: Sequence[tuple[str, str]], detector: str, template: str = DEFAULT_TEMPLATE) -> str:
+    """A short hash of the detector, the template and every (path, identity, size, mtime)."""
+    head = f"chips-v1|{detector}|{CHIP_SIZE}" if template == DEFAULT_TEMPLATE else \
+        f"chips-v1|{detector}|{template}|{TEMPLATE_SIZES[template]}"
+    h = hashlib.sha256(head.encode())
     for path, identity in items:
         st = os.stat(path)
         h.update(f"{path}|{identity}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -85,8 +89,10 @@ def list_training_items(data: str | os.PathLike, identity_regex: str | None = No
 
 
 def load_chips(items: Sequence[tuple[str, str]], cache_dir: str | os.PathLike, detector: str = "hog",
-               workers: int = 0, show_progress: bool = False) -> ChipSet:
+               workers: int = 0, show_progress: bool = False, template: str = DEFAULT_TEMPLATE) -> ChipSet:
     """Chips for `items` [(path, identity)], from the cache in `cache_dir` or made and cached now.
+
+    `template` is the model's alignment (modelcard.TEMPLATE_SIZES); chips are its size.
 
     Detection and alignment are `faceidx embed`'s (faceidx.embedder.detect, largest face);
     images that fail to decode or hold no face are left out and listed in `failures`.
@@ -96,7 +102,10 @@ def load_chips(items: Sequence[tuple[str, str]], cache_dir: str | os.PathLike, d
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(items, detector)
+    if template not in TEMPLATE_SIZES:
+        raise DataError(f"unknown alignment template {template!r} (known: {', '.join(TEMPLATE_SIZES)})")
+    size = TEMPLATE_SIZES[template]
+    key = cache_key(items, detector, template)
     npy, meta_path = cache_dir / f"chips-{key}.npy", cache_dir / f"chips-{key}.json"
     if npy.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -108,9 +117,10 @@ def load_chips(items: Sequence[tuple[str, str]], cache_dir: str | os.PathLike, d
     # rows past the usable count (images without a face) stay zero and are never read
     with atomic_path(npy) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(max(1, len(items)), CHIP_SIZE, CHIP_SIZE, 3))
+                                        shape=(max(1, len(items)), size, size, 3))
         n = 0
-        detections = iter_detections(sources_in, detector=detector, policy="largest", workers=workers)
+        detections = iter_detections(sources_in, detector=detector, policy="largest", workers=workers,
+                                     template=template)
         for det in progress(detections, show_progress, total=len(items), desc="chips", unit="img"):
             if not det.chips:
                 failures.append((det.item.path, det.reason or "no_face"))
@@ -121,7 +131,7 @@ def load_chips(items: Sequence[tuple[str, str]], cache_dir: str | os.PathLike, d
             n += 1
         out.flush()
         del out
-    write_json_atomic(meta_path, {"detector": detector, "key": key, "labels": labels,
+    write_json_atomic(meta_path, {"detector": detector, "template": template, "key": key, "labels": labels,
                                   "sources": sources, "failures": failures})
     if failures:
         log.warning("chips: %d of %d images gave no face (first: %s: %s)", len(failures),
