@@ -1,4 +1,12 @@
-"""Embedding speed: faces/s of the torch port of dlib's face ResNet vs dlib itself.
+"""Embedding speed: faces/s of the torch port of dlib's face ResNet vs dlib itself, and
+vs its ONNX Runtime and TorchScript exports.
+
+`--what runtimes`: native torch (FaceModel's fused, channels-last inference path), the
+ONNX export on onnxruntime (CUDA provider on --device cuda, else CPU, intra-op threads =
+the torch thread count) and the TorchScript export, on the same chips, interleaved
+rounds, medians; `x_vs_torch` is the ratio to native torch at the same threads and batch.
+
+    python benchmarks/embed_speed.py --what runtimes --batch-sizes 1,16,64 --threads 1,2
 
 `--what model` (this part): the same aligned chips (made by dlib's own HOG + 5-point +
 get_face_chip pipeline from LFW images; seeded random chips when the data is absent) go
@@ -195,13 +203,100 @@ def plot_model(rows: list[dict], dlib_rate: float, out: Path) -> None:
     print(f"plot: {out}", file=sys.stderr)
 
 
-WHAT = {"model": bench_model}
+def bench_runtimes(args: argparse.Namespace) -> None:
+    """The dlib port three ways on the same chips: native torch (the fused inference path
+    of FaceModel), ONNX Runtime and TorchScript, both exported by `faceidx export-model`."""
+    import tempfile
+
+    import torch
+
+    from faceidx.embedder.device import chips_to_tensor, resolve_device
+    from faceidx.embedder.exporter import export_model
+    from faceidx.embedder.modelcard import read_card
+    from faceidx.embedder.registry import FaceModel, load_model
+    from faceidx.embedder.runtimes import load_onnx
+
+    device = resolve_device(args.device)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    threads = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [0]
+    chips, source = reference_chips(args.chips, Path(args.data))
+    n = len(chips)
+    out = Path(args.export or tempfile.mkdtemp(prefix="faceidx-export-"))
+    if not (out / "onnx" / "faceidx-model.json").exists():
+        export_model("dlib-resnet-v1", out)
+    native = load_model("dlib-resnet-v1", device=device)
+    script = load_model(out / "torchscript", device=device)
+    card = read_card(out / "onnx" / "faceidx-model.json")
+    onnx = {t: FaceModel(load_onnx(card, device, args.device, threads=t or None),
+                         card.name, card.version, card.embedding_dim, card).eval()
+            for t in threads}
+    providers = {t: m.net[1].providers[0] for t, m in onnx.items()}
+
+    def runner(model, batch):
+        def run():
+            for s in range(0, n, batch):
+                model(chips_to_tensor(chips[s:s + batch], device))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        return run
+
+    configs = []
+    for t in threads:
+        for b in batch_sizes:
+            for impl, model in (("torch", native), ("onnxruntime", onnx[t]),
+                                ("torchscript", script)):
+                configs.append((impl, t, b, runner(model, b)))
+    ref = native.embed_chips(chips[:16])
+    worst = {impl: float(np.sum(ref * m.embed_chips(chips[:16]), 1).min())
+             for impl, m in (("onnxruntime", onnx[threads[0]]), ("torchscript", script))}
+    times: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    cpu: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    prev = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for _, t, _, fn in configs:  # warm-up (kernels per shape)
+                if t:
+                    torch.set_num_threads(t)
+                fn()
+            for _ in range(args.rounds):
+                for i, (_, t, _, fn) in enumerate(configs):
+                    if t:
+                        torch.set_num_threads(t)
+                    wall, used = timed(fn)
+                    times[i].append(wall)
+                    cpu[i].append(used)
+    finally:
+        torch.set_num_threads(prev)
+    rates = {}
+    for i, (impl, t, b, _) in enumerate(configs):
+        rates[(impl, t, b)] = n / statistics.median(times[i])
+    for i, (impl, t, b, _) in enumerate(configs):
+        rate = rates[(impl, t, b)]
+        emit({"bench": "embed_speed", "what": "runtimes", "impl": impl, "device": str(device),
+              "provider": providers[t] if impl == "onnxruntime" else None,
+              "threads": t or None, "batch": b, "faces": n, "faces_per_s": round(rate, 2),
+              "x_vs_torch": round(rate / rates[("torch", t, b)], 3),
+              "cpu_ms_per_face": round(1000 * statistics.median(cpu[i]) / n, 2),
+              "rounds": args.rounds, "chips": source})
+    emit({"bench": "embed_speed", "what": "runtimes", "summary": True,
+          "worst_cosine_vs_torch": worst, "device": str(device),
+          "load_avg_1min": round(__import__("os").getloadavg()[0], 2),
+          "torch_version": torch.__version__,
+          "onnxruntime_version": __import__("onnxruntime").__version__})
+
+
+WHAT = {"model": bench_model, "runtimes": bench_runtimes}
+
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--what", choices=sorted(WHAT), default="model",
-                   help="model: torch port vs dlib on the same chips")
+                   help="model: torch port vs dlib on the same chips; runtimes: native torch "
+                        "vs ONNX Runtime vs TorchScript (exports of the port)")
+    p.add_argument("--device", default="cpu", help="runtimes: cpu, cuda or auto")
+    p.add_argument("--export", default="", help="runtimes: folder of a `faceidx export-model` "
+                                                "of dlib-resnet-v1 (made there when absent)")
     p.add_argument("--chips", type=int, default=64, help="chips timed per torch run")
     p.add_argument("--dlib-faces", type=int, default=16, help="chips timed per dlib run")
     p.add_argument("--batch-sizes", default="1,8,32,64")

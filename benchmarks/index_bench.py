@@ -2,6 +2,8 @@
 
     python benchmarks/synth_write.py ...   # or: faceidx synth --out syn1m ...
     python benchmarks/index_bench.py --collection syn1m --work /tmp/w1m --out bench-out
+    faceidx export syn1m --out syn1m.hdf5 --test-size 1000 -k 100   # ann-benchmarks layout
+    python benchmarks/index_bench.py --collection syn1m.hdf5 --work /tmp/w1mh --out bench-out
 
 Prints one JSON line per measurement and writes bench-out/index_recall_qps.png.
 Queries are rows sampled from the collection; each query's own row is excluded from
@@ -13,6 +15,12 @@ rank 1, as exact search gets it), batch QPS (best of 3), single-query latency
 disk), plus the build's train time, add throughput (vs bare FAISS add of the same
 vectors into the same trained index) and peak RSS (the build runs as a child process).
 With --merge the shards are then merged and the same settings measured again.
+
+--collection may also be an ann-benchmarks HDF5 file or a big-ann folder / .fbin:
+`faceidx build` indexes its train set, the queries are its test set (none excluded),
+exact top-10 is computed as usual and checked against the file's own `neighbors`
+(`file_truth_recall@10`), and identity accuracy uses the file's test identities when
+it has them (faceidx's export writes them).
 """
 
 from __future__ import annotations
@@ -103,7 +111,7 @@ def drop_self(rows: np.ndarray, qrows: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def measure(reader, q, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
+def measure(reader, q, qrows, truth, ident, qident, nprobe, k_factor, k=10) -> dict:
     """Recall and speed of reader at one setting (search rows: k+1 to drop self)."""
     unit = reader._check(q)
     reader.search_rows(unit, k + 1, nprobe, (k + 1) * k_factor)  # warm-up (page faults)
@@ -123,13 +131,27 @@ def measure(reader, q, qrows, truth, ident, nprobe, k_factor, k=10) -> dict:
     agree = float(np.mean(ident[got[:, 0]] == ident[truth[:, 0]]))
     return {"nprobe": nprobe, "k_factor": k_factor, "recall@1": round(r1, 4),
             "recall@10": round(r10, 4), "rank1_identity_agreement": round(agree, 4),
-            "rank1_identity_accuracy": accuracy(got, qrows, ident),
+            "rank1_identity_accuracy": accuracy(got, qident, ident),
             "qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3)}
 
 
-def accuracy(got: np.ndarray, qrows: np.ndarray, ident: np.ndarray) -> float:
+def accuracy(got: np.ndarray, qident: np.ndarray, ident: np.ndarray) -> float:
     """Share of queries whose rank-1 face (own row excluded) has the query's identity."""
-    return round(float(np.mean(ident[got[:, 0]] == ident[qrows])), 4)
+    return round(float(np.mean(ident[got[:, 0]] == qident)), 4)
+
+
+def file_queries(path: Path, count: int):
+    """(unit queries, their identities, the file's top-10 train rows) of a benchmark file."""
+    from faceidx.io.exchange import open_vector_source
+
+    with open_vector_source(path) as src:
+        q = np.concatenate([b for _, b in src.iter_vectors("test", 65_536)])[:count]
+        names = src.column("test", "identity", 0, len(q))
+        truth, _ = src.truth()
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    names = np.full(len(q), "<none>", object) if names is None else \
+        np.asarray([n if n is not None else "<none>" for n in names], object)
+    return q.astype(np.float32), names, truth[:len(q), :10]
 
 
 def bare_add(reader, index_dir: Path) -> float:
@@ -198,13 +220,25 @@ def main() -> None:
               "ratio": round(stream / rate, 3) if stream else None,
               "faiss_share_of_streaming_add": (round(m["build"]["faiss_add_seconds"] / add_s, 3)
                                                if m["build"].get("faiss_add_seconds") else None)})
-    rng = np.random.default_rng(1)
-    qrows = np.sort(rng.choice(n, size=min(args.queries, n), replace=False))
-    q = reader.store.gather(qrows, "vectors")
+    from faceidx.io.exchange import vector_file_format
+
+    file_truth = None
+    if vector_file_format(args.collection):
+        q, qident, file_truth = file_queries(args.collection, args.queries)
+        qrows = np.full(len(q), -1, np.int64)  # test vectors are not in the index
+    else:
+        rng = np.random.default_rng(1)
+        qrows = np.sort(rng.choice(n, size=min(args.queries, n), replace=False))
+        q = reader.store.gather(qrows, "vectors")
+        qident = ident[qrows]
     in_memory = n <= args.exact_in_memory
     truth, exact_qps, exact_lat = exact_truth(reader, q, qrows, 10, in_memory)
     exact_name = "IndexFlatIP (exact)" if in_memory else "IndexFlatIP over streamed 1M blocks (exact)"
-    exact_acc = accuracy(truth, qrows, ident)
+    exact_acc = accuracy(truth, qident, ident)
+    if file_truth is not None:
+        emit({"bench": "file_truth", "source": str(args.collection), "queries": len(q),
+              "file_truth_recall@10": round(float(np.mean(
+                  [len(set(a) & set(b)) / 10 for a, b in zip(truth, file_truth, strict=True)])), 4)})
     emit({"bench": "index_search", "n": n, "index": exact_name, "recall@1": 1.0,
           "recall@10": 1.0, "rank1_identity_agreement": 1.0, "rank1_identity_accuracy": exact_acc,
           "qps": round(exact_qps, 1), "single_query_ms": round(exact_lat * 1e3, 3),
@@ -216,7 +250,7 @@ def main() -> None:
     def sweep(reader, label: str, ram_bytes: int) -> list[dict]:
         out = []
         for nprobe, k_factor in settings:
-            r = measure(reader, q, qrows, truth, ident, nprobe, k_factor)
+            r = measure(reader, q, qrows, truth, ident, qident, nprobe, k_factor)
             r.update({"bench": "index_search", "n": n, "index": label,
                       "tuned": (nprobe, k_factor) == (m["search"]["nprobe"], kf),
                       "qps_vs_exact": round(r["qps"] / exact_qps, 1),

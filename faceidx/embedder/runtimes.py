@@ -103,8 +103,12 @@ def onnx_providers(device: torch.device, requested: str) -> list[str]:
         f"(providers: {', '.join(available)}); pip install onnxruntime-gpu, or use --device cpu")
 
 
-def load_onnx(card: ModelCard, device: torch.device, requested: str = "cpu") -> nn.Module:
-    """Preprocess + an onnxruntime session of `card.weights`, checked against the card."""
+def load_onnx(card: ModelCard, device: torch.device, requested: str = "cpu",
+              threads: int | None = None) -> nn.Module:
+    """Preprocess + an onnxruntime session of `card.weights`, checked against the card.
+
+    `threads`: onnxruntime's intra-op threads (default: its own choice, the physical cores).
+    """
     try:
         import onnxruntime as ort
     except ImportError as err:
@@ -116,6 +120,8 @@ def load_onnx(card: ModelCard, device: torch.device, requested: str = "cpu") -> 
     providers = onnx_providers(device, requested)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own error types for bad graphs
