@@ -60,7 +60,7 @@ def test_embed_rerun_with_changed_labels_is_refused(orl, tmp_path):
         with open(manifest, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["path", "identity"])
-            w.writerows((str(orl / s / "1.pgm"), name) for s, name in zip(("s1", "s2"), names))
+            w.writerows((str(orl / s / "1.pgm"), name) for s, name in zip(("s1", "s2"), names, strict=True))
 
     write(["ann", "bob"])
     args = ("embed", manifest, "--out", tmp_path / "e", "--detector", "none", "--workers", "0")
