@@ -1,25 +1,25 @@
 """Data preparation for scripts/demo.sh: who is enrolled, who is held out, who is probed.
 
-    python scripts/demo_data.py select LFW_DIR --out OUT    # OUT/select.csv + OUT/probes/<Name>/
-    python scripts/demo_data.py split COLLECTION --out OUT  # OUT/gallery, OUT/holdout (+ OUT/probes.parquet)
+    python scripts/demo_data.py select LFW_DIR --out OUT    # OUT/{gallery,holdout,probes}/<Name>/
+    python scripts/demo_data.py split COLLECTION --out OUT  # synthetic: OUT/gallery, OUT/holdout
 
-select (real faces, identity-per-folder tree): of the people with >= 2 images, --enrolled
-get their first image into the gallery and their next images (up to --per-person in all)
-into the holdout as mated searches; --others more such people and --singletons people
-with one image go to the holdout as strangers. Probes for the final query (never seen
-by gallery or holdout) are the last image of a few enrolled people and a few unseen
-singletons, linked under OUT/probes/<Name>/ so the query knows the truth.
+select (real faces, identity-per-folder tree): lays out photo folders the way a user
+would have them, as symbolic links (nothing copied): of the people with >= 2 images,
+--enrolled get their first image into OUT/gallery/<Name>/ (what `faceidx enrol` takes)
+and their next images (up to --per-person in all) into OUT/holdout/<Name>/ as mated
+searches; --others more such people and --singletons people with one image go to the
+holdout as strangers (what `faceidx calibrate --holdout` takes). Probes for the final
+query (never seen by gallery or holdout) are the last image of a few enrolled people and
+a few unseen singletons, under OUT/probes/<Name>/ so the query knows the truth.
 
-split: turns an embedded collection into gallery and holdout collections with the same
-rules, taking roles from OUT/roles.json (select) or, for synthetic collections, from the
-identity order (first --enrolled people enrolled; some images kept as probes).
+split (synthetic embeddings only, no photos): turns a collection into gallery and
+holdout collections with the same rules, from the identity order (first --enrolled
+people enrolled; some images kept as probes).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -43,7 +43,7 @@ def select(args) -> None:
     enrolled, others = multi[: args.enrolled], multi[args.enrolled: args.enrolled + args.others]
     strangers = single[: args.singletons]
     unseen = single[args.singletons: args.singletons + args.probes]
-    roles, rows, probes = {}, [], []
+    gallery, holdout, probes = [], [], []
     kept = 0
     for n in enrolled:
         imgs = people[n]
@@ -53,30 +53,23 @@ def select(args) -> None:
         if keep_probe:
             probes.append((n, imgs[-1]))
             use = [im for im in use if im != imgs[-1]]
-        roles[n] = "enrolled"
-        rows += [(p, n) for p in use]
+        gallery.append((n, use[0]))
+        holdout += [(n, p) for p in use[1:]]
     for n in others:
-        roles[n] = "stranger"
-        rows += [(p, n) for p in people[n][: args.per_person]]
-    for n in strangers:
-        roles[n] = "stranger"
-        rows.append((people[n][0], n))
+        holdout += [(n, p) for p in people[n][: args.per_person]]
+    holdout += [(n, people[n][0]) for n in strangers]
     probes += [(n, people[n][0]) for n in unseen]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "select.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "identity"])
-        w.writerows((str(Path(p).resolve()), n) for p, n in rows)
-    for n, p in probes:
-        d = out / "probes" / n
-        d.mkdir(parents=True, exist_ok=True)
-        os.symlink(Path(p).resolve(), d / Path(p).name)
-    (out / "roles.json").write_text(json.dumps(roles))
-    print(f"selected {len(rows)} images: {len(enrolled)} people to enrol, {len(others)} strangers "
-          f"with several images, {len(strangers)} with one; {len(probes)} probe images kept aside "
-          f"({sum(1 for n, _ in probes if roles.get(n) == 'enrolled')} of enrolled people, "
-          f"{len(unseen)} of never-enrolled people)")
+    for folder, pairs in (("gallery", gallery), ("holdout", holdout), ("probes", probes)):
+        for n, p in pairs:
+            d = out / folder / n
+            d.mkdir(parents=True, exist_ok=True)
+            os.symlink(Path(p).resolve(), d / Path(p).name)
+    mated = sum(1 for n, _ in holdout if n in set(enrolled))
+    print(f"photos: gallery/ {len(gallery)} people to enrol (one photo each); holdout/ "
+          f"{len(holdout)} photos ({mated} other photos of enrolled people, the rest of "
+          f"{len(others) + len(strangers)} never-enrolled people); probes/ {len(probes)} photos "
+          f"kept aside ({kept} of enrolled people, {len(unseen)} of never-enrolled people)")
 
 
 def split(args) -> None:
@@ -85,22 +78,19 @@ def split(args) -> None:
     labels = np.asarray(data.identities, dtype=object)
     sources = np.asarray(data.sources, dtype=object)
     out = Path(args.out)
-    roles_file = out / "roles.json"
     probe = np.zeros(len(labels), bool)
-    if roles_file.exists():
-        roles = json.loads(roles_file.read_text())
-    else:  # synthetic: identities in order; first --enrolled enrolled, some rows kept as probes
-        names = list(dict.fromkeys(labels))
-        roles = {n: ("enrolled" if i < args.enrolled else "stranger") for i, n in enumerate(names)}
-        last_row = {n: i for i, n in enumerate(labels)}
-        first_row = {}
-        for i, n in enumerate(labels):
-            first_row.setdefault(n, i)
-        for n in names[: args.probes]:
-            if last_row[n] != first_row[n]:
-                probe[last_row[n]] = True           # an unseen photo of an enrolled person
-        for n in names[-args.probes:]:
-            probe[labels == n] = True               # never-enrolled people
+    # identities in order: the first --enrolled are enrolled, some rows are kept as probes
+    names = list(dict.fromkeys(labels))
+    roles = {n: ("enrolled" if i < args.enrolled else "stranger") for i, n in enumerate(names)}
+    last_row = {n: i for i, n in enumerate(labels)}
+    first_row = {}
+    for i, n in enumerate(labels):
+        first_row.setdefault(n, i)
+    for n in names[: args.probes]:
+        if last_row[n] != first_row[n]:
+            probe[last_row[n]] = True           # an unseen embedding of an enrolled person
+    for n in names[-args.probes:]:
+        probe[labels == n] = True               # never-enrolled people
     seen: dict[str, int] = {}
     gallery = np.zeros(len(labels), bool)
     order = np.argsort(sources.astype(str), kind="stable")
