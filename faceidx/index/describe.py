@@ -40,7 +40,7 @@ def describe_index(path: str | os.PathLike) -> dict:
         "kind": "index",
         "path": str(path),
         "complete": m.complete,
-        "rows": m.rows,
+        "rows": m.live_rows,
         "identities": m.num_identities,
         "dim": m.dim,
         "model": m.meta.model,

@@ -49,19 +49,30 @@ def merge_index(index_dir: str | Path) -> dict:
     if manifest.merged and manifest.merged["shards"] == len(manifest.shards):
         log.info("index already merged")
         return manifest.merged
+    info = merge_shards(out, manifest, len(manifest.shards), manifest.generation + 1)
+    manifest.merged = info
+    manifest.save(out)
+    collect_garbage(out, manifest, _pending_dirs(out))
+    log.info("merged %d shard(s) into %s", info["shards"], info["file"])
+    return info
+
+
+def merge_shards(out: Path, manifest: IndexManifest, count: int, generation: int) -> dict:
+    """Merge the FAISS files of the first `count` shards into a new folder (not yet
+    published); returns the manifest's "merged" entry for it."""
     trained = read_index(out / "trained.index")
     if ivf_of(trained) is None:
         raise DataError(f"only IVF indexes can be merged to on-disk lists; this one is "
                         f"{manifest.factory!r}", out)
     name = MERGED_DIR
     if (out / name).exists():
-        name = f"{MERGED_DIR}.g{manifest.generation + 1}"
+        name = f"{MERGED_DIR}.g{generation}"
     tmp = out / f".{name}.tmp"
     for stale in (tmp, out / name):
         if stale.exists():
             shutil.rmtree(stale)
     tmp.mkdir()
-    files = [out / s.dir / SHARD_INDEX for s in manifest.shards]
+    files = [out / s.dir / SHARD_INDEX for s in manifest.shards[:count]]
     if is_fast_scan(trained):
         info = _merge_in_memory(trained, files, tmp)
     else:
@@ -70,12 +81,8 @@ def merge_index(index_dir: str | Path) -> dict:
     tmp.rename(final)
     if info.get("ondisk"):
         _relink_ivfdata(final)
-    info["shards"] = len(manifest.shards)
+    info["shards"] = count
     info["file"] = f"{name}/merged.index"
-    manifest.merged = info
-    manifest.save(out)
-    collect_garbage(out, manifest, _pending_dirs(out))
-    log.info("merged %d shard(s) into %s", len(files), final)
     return info
 
 
@@ -88,8 +95,11 @@ def _merge_in_memory(trained, files: list[Path], tmp: Path) -> dict:
     return {"mmap": True, "ondisk": False, "layout": "fast-scan, memory-mapped index file"}
 
 
-def merge_fast_scan(target, sources: list) -> None:
+def merge_fast_scan(target, sources: list, drop: np.ndarray | None = None) -> None:
     """Append the lists of fast-scan IVF `sources` to the empty lists of `target`, in order.
+
+    drop: ids left out (erasure); the blocks are packed from zeroed memory, so no code
+    of a dropped entry stays in a block's padding.
 
     FAISS's own merge_from is not used: BlockInvertedLists.add_entries (faiss 1.15.1)
     copies whole blocks past the end of the list when the list already holds a multiple
@@ -110,6 +120,10 @@ def merge_fast_scan(target, sources: list) -> None:
             if n:
                 ids.append(f.rev_swig_ptr(src.invlists.get_ids(no), n).copy())
                 codes.append(_unpack(f, packer, src.invlists.get_codes(no), n)[:n])
+        if drop is not None and len(drop) and ids:
+            keep = [~np.isin(i, drop) for i in ids]
+            ids = [i[k] for i, k in zip(ids, keep, strict=True) if k.any()]
+            codes = [c[k] for c, k in zip(codes, keep, strict=True) if k.any()]
         if not ids:
             continue
         n = sum(len(i) for i in ids)
@@ -121,7 +135,7 @@ def merge_fast_scan(target, sources: list) -> None:
             packer.pack_all(f.swig_ptr(flat[b * per_block:]), f.swig_ptr(packed[b * block_bytes:]))
         all_ids = np.concatenate(ids)  # named: swig_ptr does not keep its array alive
         lists.add_entries(no, n, f.swig_ptr(all_ids), f.swig_ptr(packed))
-    target.ntotal = sum(int(s.ntotal) for s in sources)
+    target.ntotal = sum(int(lists.list_size(no)) for no in range(target.nlist))
 
 
 def _unpack(f, packer, pointer, n: int) -> np.ndarray:

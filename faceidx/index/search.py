@@ -67,7 +67,7 @@ class IndexReader:
 
     @property
     def ntotal(self) -> int:
-        return self._manifest.rows - len(self.erased)
+        return self._manifest.live_rows - len(self.erased)
 
     @property
     def num_identities(self) -> int:
@@ -295,7 +295,7 @@ def _open_generation(path: Path, manifest: IndexManifest, allow_incomplete: bool
     mean = None
     if manifest.center:
         mean = np.load(path / "mean.npy")
-    from faceidx.index.erase import load_erased
+    from faceidx.index.store import load_erased
 
     return IndexReader(path, manifest, parts, RowStore(stores), mean, load_erased(path), coarse)
 

@@ -10,6 +10,10 @@ A shard directory holds, row-aligned (row r of the shard = FAISS id row_offset +
     sources.bin / source_offsets.npy        same for each row's source
     sorted_face_ids.npy / sorted_rows.npy   face ids ascending, and their local rows
 
+An erased row keeps its slot (so FAISS ids, which are global rows, stay stable) but
+holds nothing: face id -1, identity code -1, a zero vector, an empty source; it is
+absent from the sorted arrays and from every FAISS part (faceidx/index/erase.py).
+
 Everything opens with ``np.load(mmap_mode="r")``: lookups touch only the rows asked
 for, whatever the gallery size.
 """
@@ -133,7 +137,10 @@ class StringBlob:
     """Read strings i from a blob + offsets pair, memory-mapped."""
 
     def __init__(self, blob: Path, offsets: Path):
+        self.path = blob
         self.offsets = _load(offsets)
+        if self.offsets.ndim != 1 or not len(self.offsets) or self.offsets.dtype.kind != "i":
+            raise DataError("string offsets must be a non-empty 1-D integer array", offsets)
         if blob.stat().st_size == 0:
             self.blob = np.empty(0, np.uint8)
         else:
@@ -146,7 +153,12 @@ class StringBlob:
 
     def get(self, i: int) -> str:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return bytes(self.blob[a:b]).decode()
+        if not 0 <= a <= b <= len(self.blob):
+            raise DataError(f"string {i} has offsets {a}..{b} outside the blob", self.path)
+        try:
+            return bytes(self.blob[a:b]).decode()
+        except UnicodeDecodeError as err:
+            raise DataError(f"string {i} is not valid UTF-8 ({err.reason})", self.path) from err
 
 
 class ShardStore:
@@ -163,10 +175,22 @@ class ShardStore:
         self.sorted_rows = _load(folder / "sorted_rows.npy")
         self.names = StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy")
         self.sources = StringBlob(folder / "sources.bin", folder / "source_offsets.npy")
-        for name, arr in (("face_ids.npy", self.face_ids), ("identity_codes.npy", self.codes),
-                          ("sorted_face_ids.npy", self.sorted_face_ids)):
-            if len(arr) != rows:
+        for name, arr in (("face_ids.npy", self.face_ids), ("identity_codes.npy", self.codes)):
+            if arr.ndim != 1 or len(arr) != rows:
                 raise DataError(f"holds {len(arr)} rows, manifest says {rows}", folder / name)
+        for name, arr in (("sorted_face_ids.npy", self.sorted_face_ids),
+                          ("sorted_rows.npy", self.sorted_rows)):
+            if arr.ndim != 1 or len(arr) > rows or len(arr) != len(self.sorted_face_ids):
+                raise DataError(f"holds {len(arr)} entries for a shard of {rows} rows",
+                                folder / name)
+        for name, arr, kind in (("face_ids.npy", self.face_ids, "i"),
+                                ("identity_codes.npy", self.codes, "i"),
+                                ("sorted_face_ids.npy", self.sorted_face_ids, "i"),
+                                ("sorted_rows.npy", self.sorted_rows, "i"),
+                                ("vectors.npy", self.vectors, "f")):
+            if arr.dtype.kind != kind:
+                raise DataError(f"has dtype {arr.dtype}, expected {'integers' if kind == 'i' else 'floats'}",
+                                folder / name)
         if self.vectors.shape != (rows, dim):
             raise DataError(f"vectors have shape {self.vectors.shape}, expected {(rows, dim)}",
                             folder / "vectors.npy")
@@ -190,15 +214,29 @@ class ShardStore:
                     raise DataError("vectors file is truncated", self.folder / "vectors.npy")
                 yield lo, block.reshape(count, dim)
 
+    @property
+    def live(self) -> int:
+        """Rows not erased (the face ids this shard answers for)."""
+        return len(self.sorted_face_ids)
+
     def find(self, face_ids: np.ndarray) -> np.ndarray:
-        """Local rows of `face_ids` (-1 where absent)."""
-        pos = np.searchsorted(self.sorted_face_ids, face_ids)
-        pos = np.minimum(pos, max(self.rows - 1, 0))
-        hit = (self.sorted_face_ids[pos] == face_ids) if self.rows else np.zeros(len(face_ids), bool)
-        return np.where(hit, self.sorted_rows[pos], -1)
+        """Local rows of `face_ids` (-1 where absent, erased, or negative)."""
+        face_ids = np.asarray(face_ids, np.int64)
+        n = self.live
+        if not n:
+            return np.full(face_ids.shape, -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.sorted_face_ids, face_ids), n - 1)
+        hit = (self.sorted_face_ids[pos] == face_ids) & (face_ids >= 0)
+        rows = np.where(hit, self.sorted_rows[pos], -1).astype(np.int64)
+        if hit.any() and (rows[hit].min() < 0 or rows[hit].max() >= self.rows):
+            raise DataError(f"holds a row outside 0..{self.rows - 1}", self.folder / "sorted_rows.npy")
+        return rows
 
     def identity(self, row: int) -> str | None:
         code = int(self.codes[row])
+        if code < -1 or code >= len(self.names):
+            raise DataError(f"row {row} has identity code {code}, outside -1..{len(self.names) - 1}",
+                            self.folder / "identity_codes.npy")
         return None if code < 0 else self.names.get(code)
 
     def source(self, row: int) -> str | None:
@@ -278,6 +316,25 @@ def identity_names_of(folder: str | os.PathLike) -> list[str]:
     """All identity names of one shard directory (for counting distinct identities)."""
     folder = Path(folder)
     blob = StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy")
-    data = bytes(blob.blob)
-    off = blob.offsets
-    return [data[off[i]:off[i + 1]].decode() for i in range(len(blob))]
+    return [blob.get(i) for i in range(len(blob))]
+
+
+ERASED_NAME = "erased.npy"
+
+
+def load_erased(index_dir: str | os.PathLike) -> np.ndarray:
+    """Sorted global rows listed as erased by faceidx < 0.2 (empty when none).
+
+    Erasure now removes rows physically; an old list is honoured by readers and folded
+    into the next erasure, which then deletes it.
+    """
+    path = Path(index_dir) / ERASED_NAME
+    if not path.exists():
+        return np.empty(0, np.int64)
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read erased rows: {err}", path) from err
+    if rows.ndim != 1 or rows.dtype.kind not in "iu":
+        raise DataError("erased rows must be a 1-D integer array", path)
+    return np.unique(rows.astype(np.int64))

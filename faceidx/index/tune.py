@@ -30,8 +30,10 @@ def exact_top1_other(unit: np.ndarray, query_rows: np.ndarray, store,
     best = np.full(len(unit), -np.inf, np.float32)
     arg = np.full(len(unit), -1, np.int64)
     for shard in store.shards:
+        erased = np.asarray(shard.face_ids) < 0  # an erased row's slot: a zero vector
         for lo, block in shard.vector_blocks(chunk):
             s = unit @ block.T
+            s[:, erased[lo:lo + len(block)]] = -np.inf
             rows = shard.row_offset + lo + np.arange(len(block))
             mine = np.flatnonzero((query_rows >= rows[0]) & (query_rows <= rows[-1]))
             s[mine, query_rows[mine] - rows[0]] = -np.inf
@@ -41,6 +43,13 @@ def exact_top1_other(unit: np.ndarray, query_rows: np.ndarray, store,
             best[better] = v[better]
             arg[better] = rows[j[better]]
     return arg
+
+
+def live_rows(reader) -> np.ndarray:
+    """Global rows holding a face (not erased), ascending."""
+    rows = [s.row_offset + np.flatnonzero(np.asarray(s.face_ids) >= 0) for s in reader.store.shards]
+    rows = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    return np.setdiff1d(rows, reader.erased, assume_unique=True) if len(reader.erased) else rows
 
 
 def identity_keys(store, rows: np.ndarray) -> np.ndarray:
@@ -81,13 +90,14 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
             and manifest.tuning.get("queries") == queries:
         return manifest.search
     reader = open_index(index_dir, allow_incomplete=True)
-    n = reader.ntotal
+    live = live_rows(reader)
+    n = len(live)
     if n < 2:
         manifest.search = {"nprobe": 1, "k_factor": 1}
         manifest.tuning = {"target": target, "queries": 0, "note": "too few vectors to tune"}
         return manifest.search
     rng = np.random.default_rng(seed)
-    query_rows = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+    query_rows = live[np.sort(rng.choice(n, size=min(queries, n), replace=False))]
     unit = reader.store.gather(query_rows, "vectors")
     t0 = time.perf_counter()
     truth = identity_keys(reader.store, exact_top1_other(unit, query_rows, reader.store))

@@ -270,16 +270,39 @@ class IndexWriter:
 
     # -- other writes -------------------------------------------------------------------
 
-    def erase(self, face_ids: Sequence[int] = (), identities: Sequence[str] = ()) -> dict:
+    def erase(self, face_ids: Sequence[int] = (), identities: Sequence[str] = (),
+              collection: str | os.PathLike | None = None, verify: bool = False) -> dict:
         """Erase faces by face id and/or every face of the given identities (one publish).
 
-        An unknown face id or identity is a DataError (nothing is erased then).
+        Entries are removed physically from every part (faceidx/index/erase.py). An
+        unknown face id or identity is a DataError (nothing is erased then).
+        collection: also rewrite that collection without the erased faces' rows.
+        verify: then scan every file of the index (and collection) for what was erased;
+        the report is under "verify" (``clean`` true when nothing is left).
         """
-        from faceidx.index.erase import erase_locked
+        from faceidx.index.erase import erase_locked, scrub_erased
 
         m = self.manifest()
         _discard_pending(self.index_dir, m)
-        return erase_locked(self, m, face_ids, identities)
+        scrub_erased(self.index_dir, m)  # finish an erasure killed after its publish
+        need = verify or collection is not None
+        result = erase_locked(self, m, face_ids, identities, keep_vectors=need)
+        if not need:
+            return result
+        erased = result.pop("erased")
+        gone_names = set(erased["names"]) - set(_all_names(self.index_dir, self.manifest()))
+        gone_sources = set(erased["sources"])
+        if collection is not None:
+            result["collection_rows_removed"] = _erase_from_collection(
+                collection, erased["vectors"], gone_names, gone_sources)
+        if verify:
+            from faceidx.index.erasure_scan import scan_for_traces
+
+            roots = [self.index_dir] + ([Path(collection)] if collection is not None else [])
+            result["verify"] = scan_for_traces(roots, erased["vectors"], sorted(gone_names),
+                                               sorted(gone_sources), index_dir=self.index_dir,
+                                               face_ids=erased["face_ids"])
+        return result
 
     def merge(self) -> dict:
         """Fold every shard into one merged index (IVF only); one publish."""
@@ -296,6 +319,43 @@ class IndexWriter:
         chosen = tune_search(self.index_dir, m, target_agreement, queries, seed, force=True)
         self.publish(m)
         return chosen
+
+
+def _all_names(index_dir: Path, m: IndexManifest) -> set[str]:
+    from faceidx.index.store import identity_names_of
+
+    names: set[str] = set()
+    for s in m.shards:
+        names.update(identity_names_of(index_dir / s.dir))
+    return names
+
+
+def _erase_from_collection(collection, vectors: np.ndarray, names: set[str],
+                           sources: set[str]) -> int:
+    """Drop from `collection` the rows of erased faces: the same vector (cosine > 0.9999,
+    whatever face id it had there), a name no longer in the index, an erased source."""
+    from faceidx.io.rewrite import drop_rows
+
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    name_list, source_list = list(names), list(sources)
+
+    def drop(b) -> np.ndarray:
+        mask = np.zeros(len(b), bool)
+        if b.identities is not None and name_list:
+            mask |= np.isin(b.identities, name_list)
+        if b.sources is not None and source_list:
+            mask |= np.isin(b.sources, source_list)
+        if b.embeddings is not None and len(unit):
+            x = b.embeddings / np.maximum(np.linalg.norm(b.embeddings, axis=1, keepdims=True),
+                                          1e-12)
+            mask |= ((x @ unit.T.astype(x.dtype)) > 0.9999).any(axis=1)
+        return mask
+
+    def failed(path: str) -> bool:
+        parts = set(Path(path).parts)
+        return path in sources or bool(parts & names)
+
+    return drop_rows(collection, drop, failed)
 
 
 def check_new_vectors(vectors: np.ndarray, dim: int, where: str | os.PathLike) -> np.ndarray:

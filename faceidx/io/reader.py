@@ -82,7 +82,7 @@ class Collection:
     def columns(self) -> list[str]:
         if not self.shards:
             return ["face_id", "identity", "source", "embedding"]
-        return pq.ParquetFile(self.shards[0].path).schema_arrow.names
+        return _open_parquet(self.shards[0].path).schema_arrow.names
 
     @property
     def bytes(self) -> int:
@@ -251,7 +251,8 @@ def concat_batches(parts: list[EmbeddingBatch], path: Path) -> EmbeddingBatch:
 
 def _open_parquet(path: Path) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        # pages written with a CRC (faceidx >= 0.2) are checked as they are read
+        return pq.ParquetFile(path, page_checksum_verification=True)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
         raise DataError(f"not a readable parquet file ({err})", path) from err
 

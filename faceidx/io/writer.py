@@ -235,13 +235,8 @@ class CollectionWriter:
             part, table = table.slice(0, take), table.slice(take)
             if self._writer is None:
                 self._writer = pq.ParquetWriter(
-                    tmp_path_for(self._current_shard_path()),
-                    self.schema,
-                    compression={"face_id": "zstd", "identity": "zstd", "source": "zstd",
-                                 "embedding": "none", **{n: "zstd" for n in self.extra_names}},
-                    use_dictionary=["identity"],
-                    write_statistics=["face_id"],
-                )
+                    tmp_path_for(self._current_shard_path()), self.schema,
+                    **parquet_options(self.extra_names))
             self._writer.write_table(part, row_group_size=self.buffer_rows)
             fid = part.column("face_id")
             self._shard_fid_range.append(int(pc.min(fid).as_py()))
@@ -276,6 +271,15 @@ class CollectionWriter:
         self._shard_rows_written = 0
         self._shard_fid_range = []
         self.manifest.save(self.out_dir / MANIFEST_NAME)
+
+
+def parquet_options(extra_names: list[str]) -> dict:
+    """ParquetWriter options of every collection shard: zstd strings, plain float vectors
+    (memory-mappable), and a CRC32 per page so that a flipped bit is an error on read."""
+    return {"compression": {"face_id": "zstd", "identity": "zstd", "source": "zstd",
+                            "embedding": "none", **{n: "zstd" for n in extra_names}},
+            "use_dictionary": ["identity"], "write_statistics": ["face_id"],
+            "write_page_checksum": True}
 
 
 def _string_column(values, n: int, what: str) -> pa.Array:

@@ -17,7 +17,7 @@ def test_erase_by_face_id_and_identity(tmp_path):
                 BuildOptions(index_spec="IVF32,PQ8x4fs", shard_rows=1000, tune_queries=150))
     victim = labels[16]  # faces 16..23
     res = erase_faces(tmp_path / "idx", face_ids=[5], identities=[victim])
-    assert res == {"erased_now": 9, "erased_total": 9}
+    assert res["erased_now"] == 9 and res["erased_total"] == 9 and res["faces"] == len(x) - 9
     reader = open_index(tmp_path / "idx")
     assert reader.ntotal == len(x) - 9
     _, fids = reader.search(x[[5, 16, 17]], k=20, nprobe=32, k_factor=4)
@@ -27,9 +27,11 @@ def test_erase_by_face_id_and_identity(tmp_path):
     assert np.isnan(reader.exact_scores(x[:1], np.array([[16]]))).all()
     shard = reader.store.shards[0]
     assert not np.asarray(shard.vectors[16:24]).any()
-    assert b"img0-16.jpg" not in (tmp_path / "idx" / "shard-00000" / "sources.bin").read_bytes()
-    # idempotent, and the CLI reports it
+    assert (np.asarray(shard.face_ids)[16:24] == -1).all()
+    assert b"img0-16.jpg" not in (shard.folder / "sources.bin").read_bytes()
+    assert not (tmp_path / "idx" / "shard-00000").exists()  # replaced by a new version
+    # erased faces are gone: erasing them again is an error naming the face id
     r = CliRunner().invoke(cli, ["erase", str(tmp_path / "idx"), "--face-id", "5", "--json"])
-    assert r.exit_code == 0 and '"erased_now": 0' in r.output
+    assert r.exit_code == 1 and "face id 5 is not in the index" in r.output
     r = CliRunner().invoke(cli, ["erase", str(tmp_path / "idx")])
     assert r.exit_code == 2
