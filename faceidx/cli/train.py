@@ -76,6 +76,11 @@ def _val_option(value: str | None) -> float | Path | None:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--detector", type=click.Choice(["hog", "none"]), default="hog", show_default=True,
               help="As for `faceidx embed`: hog detection + alignment, or none for aligned crops.")
+@click.option("--template", type=click.Choice(["auto", "dlib-150", "facenet-160", "arcface-112"]),
+              default="auto", show_default=True,
+              help="Alignment of the training chips, recorded in the model card so `embed --model` "
+                   "cuts the same: auto = the architecture's (inception-resnet-v1: facenet-160, "
+                   "else dlib-150) from scratch, the --init model's otherwise.")
 @click.option("--identity-regex", default=None, help="Flat folder: identity regex, as for embed.")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Processes detecting faces while chips are cached (first run only).")
@@ -85,7 +90,7 @@ def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: in
           margin: float | None, mining: str, siamese_distance: str, sampler: str, clusters: int | None,
           cluster_share: float, refresh_every: int | None, p: int, k: int, small: str, epochs: int, batches_per_epoch: int | None,
           lr: float | None, device: str, augment: bool, val: str, resume: bool, detector: str,
-          identity_regex: str | None, workers: int, seed: int, as_json: bool) -> None:
+          template: str, identity_regex: str | None, workers: int, seed: int, as_json: bool) -> None:
     """Train a face embedding on DATA (triplet, contrastive or Siamese loss); write MODEL_DIR.
 
     DATA is read like `faceidx embed` reads a SOURCE (folder per identity, flat folder
@@ -120,6 +125,7 @@ def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: in
                       refresh_every=refresh_every, p=p, k=k, epochs=epochs, lr=lr,
                       device=str(resolve_device(device)), augment=augment, val=_val_option(val),
                       resume=resume, detector=detector, identity_regex=identity_regex,
+                      template=None if template == "auto" else template,
                       workers=workers, small=small, batches_per_epoch=batches_per_epoch, seed=seed)
     result = run_training(data, out, opts, show_progress=settings().progress)
     last = result.history[-1] if result.history else {}

@@ -1,7 +1,8 @@
 """Write a trained model directory (MODEL_DIR) that the embedder registry loads.
 
-MODEL_DIR holds `faceidx-model.json` ({"name", "version", "architecture",
-"embedding_dim", "input_size": 150, "base"}) and `model.safetensors`, the state dict of
+MODEL_DIR holds `faceidx-model.json` (a model card, modelcard.py: {"name", "version",
+"format": "faceidx", "architecture", "embedding_dim", "template", "input_size", "base"})
+and `model.safetensors`, the state dict of
 `ARCHITECTURES[architecture](embedding_dim)`. The version is a hash of the weights, so
 collections embedded with two different trainings never pass as compatible.
 Reading is the registry's job (faceidx.embedder.registry.load_model).
@@ -14,17 +15,19 @@ from pathlib import Path
 
 import torch
 
-from faceidx.embedder.registry import CONFIG_NAME, INPUT_SIZE, WEIGHTS_NAME
+from faceidx.embedder.modelcard import DEFAULT_TEMPLATE, TEMPLATE_SIZES
+from faceidx.embedder.registry import CONFIG_NAME, WEIGHTS_NAME
 from faceidx.io.atomic import atomic_path, sha256_file, write_json_atomic
 
 
 def export_model(out_dir: str | os.PathLike, net: torch.nn.Module, architecture: str,
                  embedding_dim: int, base: str, name: str | None = None,
-                 extra: dict | None = None) -> dict:
+                 extra: dict | None = None, template: str = DEFAULT_TEMPLATE) -> dict:
     """Write `net`'s weights and config into `out_dir` atomically; return the config.
 
     `base` names where training started ("scratch" or a registry spec); `name` defaults
-    to "trained-<architecture>"; `extra` adds fields (training summary) to the JSON.
+    to "trained-<architecture>"; `extra` adds fields (training summary) to the JSON;
+    `template` is the alignment the model was trained on, so `faceidx embed` cuts the same chips.
     """
     from safetensors.torch import save_file
 
@@ -40,7 +43,9 @@ def export_model(out_dir: str | os.PathLike, net: torch.nn.Module, architecture:
         "version": sha256_file(weights)[:12],
         "architecture": architecture,
         "embedding_dim": int(embedding_dim),
-        "input_size": INPUT_SIZE,
+        "format": "faceidx",
+        "template": template,
+        "input_size": TEMPLATE_SIZES[template],
         "base": base,
     }
     if extra:

@@ -66,6 +66,7 @@ class TrainConfig:
     cluster_share: float = 0.5
     refresh_every: int | None = None
     refresh_images: int = 2
+    template: str = "dlib-150"  # the alignment of the chips (what the model card records)
 
     def summary(self) -> dict:
         """What the model card records about the training."""
@@ -254,7 +255,7 @@ def train(net: torch.nn.Module, train_set: ChipSet, out_dir: str | os.PathLike, 
         if getattr(net, "network_input_size", None):  # resizes the chips itself (Inception: 160)
             extra["network_input_size"] = int(net.network_input_size)
         model_config = export_model(out_dir, net, config.architecture, config.embedding_dim,
-                                    config.base, extra=extra)
+                                    config.base, extra=extra, template=config.template)
     if not model_config and (Path(out_dir) / CONFIG_NAME).exists():  # resumed a finished run
         model_config = json.loads((Path(out_dir) / CONFIG_NAME).read_text())
     curves = plot_curves(history, paths["curves"]) if history else None

@@ -20,6 +20,18 @@ from faceidx.errors import DataError
 log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
+# The alignment a from-scratch architecture is trained and embedded with (templates.py).
+SCRATCH_TEMPLATES = {"inception-resnet-v1": "facenet-160"}
+
+
+def template_for(init: str, architecture: str) -> str:
+    """The alignment template of a run: the architecture's from scratch, else the start model's card's."""
+    from faceidx.embedder.modelcard import DEFAULT_TEMPLATE, card_path, read_card
+
+    if init == SCRATCH:
+        return SCRATCH_TEMPLATES.get(architecture, DEFAULT_TEMPLATE)
+    card = card_path(init)
+    return read_card(card).template if card is not None and card.is_file() else DEFAULT_TEMPLATE
 
 
 def architecture_of(net: nn.Module, where: str) -> str:

@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceidx.embedder.modelcard import DEFAULT_TEMPLATE
 from faceidx.errors import DataError
 from faceidx.train.data import check_trainable, list_training_items, load_chips, split_identities
 from faceidx.train.loop import TrainConfig, TrainResult, train, training_paths
-from faceidx.train.nets import SCRATCH, initial_net
+from faceidx.train.nets import SCRATCH, initial_net, template_for
 from faceidx.train.validate import make_validator
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class RunOptions:
     batches_per_epoch: int | None = None
     seed: int = 0
     chip_cache: str | os.PathLike | None = None
+    template: str | None = None  # None: the architecture's (scratch) or the start model's
 
 
 def default_lr(init: str) -> float:
@@ -62,13 +64,18 @@ def run_training(data: str | os.PathLike, out: str | os.PathLike, opts: RunOptio
                  show_progress: bool = False) -> TrainResult:
     """Train on the faces of `data` and write the model directory `out`."""
     cache = Path(opts.chip_cache) if opts.chip_cache else training_paths(out)["dir"] / "chips"
+    template = opts.template or template_for(opts.init, opts.architecture)
+    if opts.detector == "none" and template != DEFAULT_TEMPLATE:
+        raise DataError(f"--detector none passes each image as a {DEFAULT_TEMPLATE} chip, but this model "
+                        f"is trained on {template} chips: use --detector hog, or --template {DEFAULT_TEMPLATE}",
+                        data)
     chips = load_chips(list_training_items(data, opts.identity_regex), cache, opts.detector,
-                       workers=opts.workers, show_progress=show_progress)
+                       workers=opts.workers, show_progress=show_progress, template=template)
     check_trainable(chips.labels, data)
     train_set, val_set = chips, None
     if isinstance(opts.val, (str, os.PathLike)):
         val_set = load_chips(list_training_items(opts.val, opts.identity_regex), cache, opts.detector,
-                             workers=opts.workers, show_progress=show_progress)
+                             workers=opts.workers, show_progress=show_progress, template=template)
     elif opts.val:
         held = split_identities(chips.labels, float(opts.val), seed=opts.seed)
         train_set, val_set = chips.subset(~held), chips.subset(held)
@@ -88,6 +95,6 @@ def run_training(data: str | os.PathLike, out: str | os.PathLike, opts: RunOptio
                          refresh_every=opts.refresh_every, p=opts.p, k=opts.k,
                          epochs=opts.epochs, lr=opts.lr if opts.lr is not None else default_lr(opts.init),
                          augment=opts.augment, small=opts.small,
-                         batches_per_epoch=opts.batches_per_epoch, seed=opts.seed)
+                         batches_per_epoch=opts.batches_per_epoch, seed=opts.seed, template=template)
     return train(net, train_set, out, config, validate=validate, device=opts.device,
                  resume=opts.resume, show_progress=show_progress, data_path=data)

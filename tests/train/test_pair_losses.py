@@ -152,7 +152,7 @@ def test_siamese_loss_edge_cases():
     f = torch.nn.functional.normalize(x, dim=1)
     logits = head(f[[0, 0, 1]], f[[1, 2, 2]])
     want = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(3))
-    assert out.loss.item() == pytest.approx(float(want), rel=1e-6)
+    assert out.loss.item() == pytest.approx(want.item(), rel=1e-6)
     bad = x.clone()
     bad[0, 0] = float("nan")
     assert math.isnan(float(loss(bad, torch.tensor([0, 1, 1])).loss))
