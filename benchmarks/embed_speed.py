@@ -81,6 +81,32 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def interleaved(runs: list[tuple[int, object, bool]], rounds: int
+                ) -> tuple[list[list[float]], list[list[float]]]:
+    """Time each (torch threads or 0 to leave them, fn, warm up first?) once per round,
+    rounds interleaved (the CPU is shared); (wall seconds, CPU seconds) per run."""
+    import torch
+
+    times: list[list[float]] = [[] for _ in runs]
+    cpu: list[list[float]] = [[] for _ in runs]
+    prev = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for t, fn, warm in runs:  # warm-up: oneDNN builds kernels per shape and threads
+                if warm:
+                    torch.set_num_threads(t or prev)
+                    fn()
+            for _ in range(rounds):
+                for i, (t, fn, _) in enumerate(runs):
+                    torch.set_num_threads(t or prev)
+                    wall, used = timed(fn)
+                    times[i].append(wall)
+                    cpu[i].append(used)
+    finally:
+        torch.set_num_threads(prev)
+    return times, cpu
+
+
 def bench_model(args: argparse.Namespace) -> None:
     import dlib
     import torch
@@ -128,24 +154,8 @@ def bench_model(args: argparse.Namespace) -> None:
             configs.append(("torch", "fast", t, b, port(b), n))
         if 64 in batch_sizes:
             configs.append(("torch", "plain", t, 64, plain(64), n))
-    times: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    cpu: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    prev_threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            for t in threads:  # warm-up: oneDNN builds its kernels per shape and thread count
-                torch.set_num_threads(t)
-                for impl, _, ct, _, fn, _ in configs:
-                    if impl == "torch" and ct == t:
-                        fn()
-            for _ in range(args.rounds):
-                for i, (_, _, t, _, fn, _) in enumerate(configs):
-                    torch.set_num_threads(t)
-                    wall, used = timed(fn)
-                    times[i].append(wall)
-                    cpu[i].append(used)
-    finally:
-        torch.set_num_threads(prev_threads)
+    times, cpu = interleaved([(t, fn, impl == "torch") for impl, _, t, _, fn, _ in configs],
+                             args.rounds)
 
     dlib_rate = dlib_n / statistics.median(times[0])
     dlib_cpu = statistics.median(cpu[0]) / dlib_n
@@ -249,24 +259,7 @@ def bench_runtimes(args: argparse.Namespace) -> None:
     ref = native.embed_chips(chips[:16])
     worst = {impl: float(np.sum(ref * m.embed_chips(chips[:16]), 1).min())
              for impl, m in (("onnxruntime", onnx[threads[0]]), ("torchscript", script))}
-    times: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    cpu: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    prev = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            for _, t, _, fn in configs:  # warm-up (kernels per shape)
-                if t:
-                    torch.set_num_threads(t)
-                fn()
-            for _ in range(args.rounds):
-                for i, (_, t, _, fn) in enumerate(configs):
-                    if t:
-                        torch.set_num_threads(t)
-                    wall, used = timed(fn)
-                    times[i].append(wall)
-                    cpu[i].append(used)
-    finally:
-        torch.set_num_threads(prev)
+    times, cpu = interleaved([(t, fn, True) for _, t, _, fn in configs], args.rounds)
     rates = {}
     for i, (impl, t, b, _) in enumerate(configs):
         rates[(impl, t, b)] = n / statistics.median(times[i])
