@@ -31,6 +31,7 @@ from faceidx.index.manifest import (
     SHARD_INDEX,
     IndexManifest,
     ShardInfo,
+    load_mean,
     shard_dir_name,
 )
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
@@ -198,7 +199,7 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
     bounds = list(range(start, n, opts.shard_rows)) + [n]
     if start >= n:
         return
-    mean = np.load(out / "mean.npy") if manifest.center else None
+    mean = load_mean(out, manifest.dim) if manifest.center else None
     renumber = entry.get("renumber_from")
     t_add = time.perf_counter()
     faiss_s = 0.0

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from faceidx.errors import DataError
-from faceidx.index.manifest import SHARD_INDEX, IndexManifest, ShardInfo
+from faceidx.index.manifest import SHARD_INDEX, IndexManifest, ShardInfo, load_mean
 from faceidx.index.store import ERASED_NAME, ShardStore, StringBlobWriter, load_erased
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def _remove_from_part(out: Path, m: IndexManifest, src: Path, dst: Path, rows: n
             index.remove_ids(f.IDSelectorBatch(np.ascontiguousarray(rows, np.int64)))
         except RuntimeError:  # no remove_ids (HNSW, ...): rebuild from the kept vectors
             index = read_index(out / "trained.index")
-            mean = np.load(out / "mean.npy") if m.center else None
+            mean = load_mean(out, m.dim) if m.center else None
             keep = np.flatnonzero(live)
             for a in range(0, len(keep), 65_536):
                 part = keep[a:a + 65_536]

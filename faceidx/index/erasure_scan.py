@@ -185,7 +185,7 @@ def _code_traces(index_dir: Path, unit: np.ndarray, near: float) -> list[dict]:
     """FAISS entries decoding within cosine `near` of an erased vector, under an id that
     holds no face (an erased row's slot, or no row at all)."""
     from faceidx.index.faissio import ivf_of, prepare, read_index
-    from faceidx.index.manifest import SHARD_INDEX, IndexManifest
+    from faceidx.index.manifest import SHARD_INDEX, IndexManifest, load_mean
     from faceidx.index.store import ShardStore, load_erased
 
     if not len(unit):
@@ -196,7 +196,7 @@ def _code_traces(index_dir: Path, unit: np.ndarray, near: float) -> list[dict]:
         for s in m.shards]
     live = np.concatenate(live) if live else np.empty(0, np.int64)
     live = np.setdiff1d(live, load_erased(index_dir))  # rows listed erased by faceidx < 0.2
-    q = prepare(unit, np.load(index_dir / "mean.npy") if m.center else None)
+    q = prepare(unit, load_mean(index_dir, m.dim) if m.center else None)
     parts = [(index_dir / s.dir / SHARD_INDEX, {}) for s in m.shards]
     if m.merged:
         parts.append((index_dir / m.merged["file"], {"mmap": bool(m.merged.get("mmap")),

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,31 @@ FORMAT_VERSION = 1
 TRAINED_NAME = "trained.index"
 SHARD_INDEX = "index.faiss"
 METRIC = "cosine (L2 on unit vectors)"
+
+
+# every folder a manifest names lies directly inside the index directory
+SHARD_DIR = re.compile(r"shard-\d{5,}(\.g\d+)?")
+MERGED_FILE = re.compile(r"merged(\.g\d+)?/merged\.index")
+
+
+def _is_int(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def load_mean(index_dir: str | os.PathLike, dim: int):
+    """mean.npy of a centred index: (dim,) finite float32; DataError naming it otherwise."""
+    import numpy as np
+
+    path = Path(index_dir) / "mean.npy"
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"the index is centred (center: true) but its mean cannot be read: "
+                        f"{err.__class__.__name__}", path) from err
+    if mean.shape != (dim,) or mean.dtype.kind != "f" or not np.isfinite(mean).all():
+        raise DataError(f"mean has shape {mean.shape} and dtype {mean.dtype}, expected ({dim},) "
+                        "finite floats", path)
+    return mean.astype(np.float32)
 
 
 def shard_dir_name(i: int) -> str:
@@ -136,6 +162,53 @@ class IndexManifest:
                 collections=list(obj.get("collections", [])),
                 build=dict(obj.get("build", {})),
                 generation=int(obj.get("generation", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as err:
+            )._validated(obj, path)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise DataError(f"malformed index manifest: {err}", path) from err
+
+    def _validated(self, obj: dict, path: Path) -> IndexManifest:
+        """Types, ranges and containment of every value search and writers use."""
+        def bad(what: str) -> DataError:
+            return DataError(f"malformed index manifest: {what}", path)
+
+        for key in ("dim", "next_face_id", "num_identities", "generation"):
+            if key in obj and not _is_int(obj[key], 0):
+                raise bad(f"{key} is {obj[key]!r}, expected an integer >= 0")
+        if self.dim < 1:
+            raise bad("dim must be >= 1")
+        for key in ("complete", "center"):
+            if key in obj and not isinstance(obj[key], bool):
+                raise bad(f"{key} is {obj[key]!r}, expected true or false")
+        if not isinstance(self.factory, str):
+            raise bad("factory must be a string")
+        for key in ("nprobe", "k_factor"):
+            if key in self.search and not _is_int(self.search[key], 1):
+                raise bad(f"search.{key} is {self.search[key]!r}, expected an integer >= 1")
+        offset = 0
+        for i, s in enumerate(self.shards):
+            if not isinstance(s.dir, str) or not SHARD_DIR.fullmatch(s.dir):
+                raise bad(f"shards[{i}].dir {s.dir!r} is not a shard folder of this index")
+            for key in ("rows", "row_offset", "erased", "identities"):
+                if not _is_int(getattr(s, key), 0):
+                    raise bad(f"shards[{i}].{key} is {getattr(s, key)!r}, expected an integer >= 0")
+            for key in ("face_id_min", "face_id_max"):
+                if not _is_int(getattr(s, key), -1):
+                    raise bad(f"shards[{i}].{key} is {getattr(s, key)!r}, expected an integer")
+            if s.row_offset != offset:
+                raise bad(f"shards[{i}].row_offset is {s.row_offset}, expected {offset} (the rows "
+                          "of the shards before it)")
+            if s.erased > s.rows:
+                raise bad(f"shards[{i}].erased {s.erased} exceeds its {s.rows} rows")
+            offset += s.rows
+        m = self.merged
+        if m is not None:
+            if not isinstance(m, dict) or not isinstance(m.get("file"), str) \
+                    or not MERGED_FILE.fullmatch(m["file"]):
+                raise bad(f"merged.file {m.get('file') if isinstance(m, dict) else m!r} is not a "
+                          "merged index of this index")
+            if not _is_int(m.get("shards"), 1) or m["shards"] > len(self.shards):
+                raise bad(f"merged.shards is {m.get('shards')!r}, expected 1..{len(self.shards)}")
+            for key in ("mmap", "ondisk"):
+                if not isinstance(m.get(key, False), bool):
+                    raise bad(f"merged.{key} is {m[key]!r}, expected true or false")
+        return self

@@ -27,7 +27,7 @@ import numpy as np
 from faceidx.errors import DataError
 from faceidx.index.coarse import CoarseAssigner, Part
 from faceidx.index.faissio import prepare, read_index, search_preassigned, search_with_nprobe
-from faceidx.index.manifest import SHARD_INDEX, IndexManifest
+from faceidx.index.manifest import SHARD_INDEX, IndexManifest, load_mean
 from faceidx.index.store import RowStore, ShardStore
 from faceidx.io import CollectionMeta
 
@@ -294,7 +294,7 @@ def _open_generation(path: Path, manifest: IndexManifest, allow_incomplete: bool
     coarse = CoarseAssigner.for_parts(parts, files)
     mean = None
     if manifest.center:
-        mean = np.load(path / "mean.npy")
+        mean = load_mean(path, manifest.dim)
     from faceidx.index.store import load_erased
 
     return IndexReader(path, manifest, parts, RowStore(stores), mean, load_erased(path), coarse)

@@ -37,14 +37,15 @@ from faceidx.index.manifest import (
     SHARD_INDEX,
     IndexManifest,
     ShardInfo,
+    load_mean,
     shard_dir_name,
 )
+from faceidx.io.validate import MIN_NORM
 
 log = logging.getLogger(__name__)
 
 PENDING_NAME = "pending-add.json"
 PENDING_FORMAT = "faceidx-pending-add"
-MIN_NORM = 1e-6  # a vector shorter than this has no direction worth indexing
 
 
 def current_generation(index_dir: str | os.PathLike) -> int:
@@ -169,7 +170,7 @@ class IndexWriter:
         store.append(fids, np.asarray(identities, object), np.asarray(sources, object), x)
         store.finish()
         index = read_index(self.index_dir / "trained.index")
-        mean = np.load(self.index_dir / "mean.npy") if m.center else None
+        mean = load_mean(self.index_dir, m.dim) if m.center else None
         index.add_with_ids(x if mean is None else prepare(x, mean), rows)
         write_index(index, tmp / SHARD_INDEX)
         sha = {name: sha256_file(tmp / name) for name in (SHARD_INDEX, "face_ids.npy")}
@@ -311,12 +312,14 @@ class IndexWriter:
         self.manifest()
         return merge_index(self.index_dir)
 
-    def tune(self, target_agreement: float = 0.995, queries: int = 1000, seed: int = 0) -> dict:
+    def tune(self, target_agreement: float = 0.995, queries: int = 1000, seed: int = 0,
+             max_latency_ms: float | None = None) -> dict:
         """Tune the stored search defaults again against exact search; one publish."""
         from faceidx.index.tune import tune_search
 
         m = self.manifest()
-        chosen = tune_search(self.index_dir, m, target_agreement, queries, seed, force=True)
+        chosen = tune_search(self.index_dir, m, target_agreement, queries, seed, force=True,
+                             max_latency_ms=max_latency_ms)
         self.publish(m)
         return chosen
 

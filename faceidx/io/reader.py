@@ -25,7 +25,7 @@ from faceidx.errors import DataError, IncompleteError
 from faceidx.io.atomic import sha256_file
 from faceidx.io.manifest import MANIFEST_NAME, CollectionManifest
 from faceidx.io.schema import CollectionMeta, meta_from_schema
-from faceidx.io.validate import check_vectors
+from faceidx.io.validate import check_face_ids, check_vectors
 
 ALL = None
 
@@ -140,8 +140,22 @@ class Collection:
         return concat_batches(parts, self.path)
 
     def read_all(self, columns: Sequence[str] | None = ALL) -> EmbeddingBatch:
-        """Everything in one batch. Only for collections known to be small."""
-        return concat_batches(list(self.iter_batches(1 << 20, columns)), self.path)
+        """Everything in one batch. Only for collections known to be small.
+
+        Requested columns are never None: an empty collection gives (0, D) embeddings,
+        and a file without an identity or source column gives None for each row.
+        """
+        out = concat_batches(list(self.iter_batches(1 << 20, columns)), self.path)
+        wanted = {"face_id", "identity", "source", "embedding"} if columns is ALL else set(columns)
+        n = len(out)
+        if "face_id" in wanted and out.face_ids is None and n == 0:
+            out.face_ids = np.empty(0, np.int64)
+        if "embedding" in wanted and out.embeddings is None:
+            out.embeddings = np.empty((0, self.dim), np.float32)
+        for col, attr in (("identity", "identities"), ("source", "sources")):
+            if col in wanted and getattr(out, attr) is None:
+                setattr(out, attr, np.full(n, None, object))
+        return out
 
     def count_identities(self) -> int:
         """Number of distinct non-null identities (streams the identity column)."""
@@ -170,6 +184,8 @@ class Collection:
         n = rb.num_rows
         if "face_id" in names:
             out.face_ids = rb.column("face_id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            if validate:
+                check_face_ids(out.face_ids, path, offset)
         if "identity" in names:
             out.identities = rb.column("identity").to_numpy(zero_copy_only=False)
         if "source" in names:

@@ -27,7 +27,7 @@ from faceidx.errors import DataError
 from faceidx.io.atomic import sha256_file, tmp_path_for, write_json_atomic
 from faceidx.io.manifest import MANIFEST_NAME, CollectionManifest, ShardEntry, shard_name
 from faceidx.io.schema import CollectionMeta, make_schema
-from faceidx.io.validate import check_vectors
+from faceidx.io.validate import check_face_ids, check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class CollectionWriter:
             fids = np.asarray(face_ids, dtype=np.int64)
             if fids.shape != (n,):
                 raise DataError(f"face_ids has shape {fids.shape}, expected ({n},)", self.out_dir)
+            check_face_ids(fids, self.out_dir, self.manifest.rows + self._buffered)
         self.manifest.next_face_id = max(self.next_face_id, int(fids.max()) + 1)
 
         columns = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def index_id(manifest: dict) -> str:
 
 
 def gallery_size(manifest: dict) -> dict:
-    """{"identities": N, "faces": rows} as the manifest states them now."""
+    """{"identities": N, "faces": rows} as the manifest states them now (erased faces out)."""
     return {"identities": int(manifest.get("num_identities", 0)),
-            "faces": int(manifest.get("rows", 0))}
+            "faces": int(manifest.get("live_rows", manifest.get("rows", 0)))}
 
 
 def save_calibration(index_dir: str | os.PathLike, calibration: dict) -> Path:
@@ -75,10 +76,59 @@ def load_calibration(index_dir: str | os.PathLike, manifest: dict) -> dict:
         raise CalibrationMismatchError(
             f"calibration was made for another index (id {got}, this index is {want}); "
             "run `faceidx calibrate` on this index", path)
-    thr = obj.get("threshold", {}).get("value")
-    if not isinstance(thr, (int, float)) or not -1.0 <= thr <= 1.0:
-        raise CalibrationMismatchError(f"threshold {thr!r} is missing or outside [-1, 1]", path)
+    validate_calibration(obj, path)
     return obj
+
+
+def _number(obj, key: str, lo: float, hi: float, path, where: str, integer: bool = False,
+            required: bool = True, open_low: bool = False):
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if value is None and not required:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if (not ok or isinstance(value, bool) or not math.isfinite(value) or not lo <= value <= hi
+            or (open_low and value == lo)):
+        raise CalibrationMismatchError(
+            f"{where}{key} is {value!r}: expected {'an integer' if integer else 'a number'} in "
+            f"{'(' if open_low else '['}{lo:g}, {hi:g}]; run `faceidx calibrate` again", path)
+    return value
+
+
+def validate_calibration(obj: dict, path) -> None:
+    """Types and ranges of every value query reads from calibration.json; a bad one is a
+    CalibrationMismatchError naming the key (never a value used as it is)."""
+    big = float(2 ** 62)
+    thr = obj.get("threshold")
+    if not isinstance(thr, dict):
+        raise CalibrationMismatchError("threshold is missing", path)
+    _number(thr, "value", -1.0, 1.0, path, "threshold.")
+    _number(thr, "target_fpir", 0.0, 1.0, path, "threshold.", open_low=True, required=False)
+    _number(thr, "gallery_identities", 0, big, path, "threshold.", integer=True, required=False)
+    index = obj.get("index", {})
+    if not isinstance(index, dict):
+        raise CalibrationMismatchError("index must be an object", path)
+    _number(index, "identities", 0, big, path, "index.", integer=True, required=False)
+    ver = obj.get("verification")
+    if ver is not None:
+        if not isinstance(ver, dict):
+            raise CalibrationMismatchError("verification must be an object", path)
+        _number(ver, "threshold", -1.0, 1.0, path, "verification.", required=False)
+        _number(ver, "target_far", 0.0, 1.0, path, "verification.", required=False)
+    ext = (obj.get("openset") or {}).get("extrapolation") if isinstance(obj.get("openset"), dict) \
+        else None
+    tail = ext.get("tail") if isinstance(ext, dict) else None
+    if tail is not None:
+        from faceidx.query.tail import ImpostorTail
+
+        where = "openset.extrapolation.tail."
+        if not isinstance(tail, dict) or set(tail) - set(ImpostorTail.__dataclass_fields__):
+            raise CalibrationMismatchError(f"{where[:-1]} has unknown fields", path)
+        _number(tail, "n_identities", 1, big, path, where, integer=True)
+        _number(tail, "searches", 0, big, path, where, integer=True)
+        _number(tail, "exceedances", 0, big, path, where, integer=True)
+        _number(tail, "u", -1.0, 1.0, path, where)
+        _number(tail, "rate_u", 0.0, big, path, where)
+        _number(tail, "sigma", 0.0, big, path, where, open_low=True)
 
 
 def check_growth(calibration: dict, manifest: dict) -> str | None:
