@@ -5,7 +5,8 @@
     batcher.close()
 
 A worker thread takes the first waiting item, then collects more until `max_batch` items
-(counted by `size(item)`) or `max_wait` seconds have passed, and calls `fn(items)` once;
+(counted by `size(item)`) or `max_wait` seconds have passed (only when the previous batch
+held several requests: a lone client is never kept waiting), and calls `fn(items)` once;
 `fn` returns one result per item, in order. When `fn` raises, every item of that batch
 gets the exception. Searching 32 probes in one FAISS call, or embedding 32 chips in one
 model batch, costs far less than 32 single calls.
@@ -51,12 +52,13 @@ class MicroBatcher:
         return fut
 
     def _run(self) -> None:
+        last = 1   # items in the previous batch: waiting pays only under concurrency
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch, total = [first], self.size(first[0])
-            deadline = time.monotonic() + self.max_wait
+            deadline = time.monotonic() + (self.max_wait if last > 1 else 0.0)
             stop = False
             while total < self.max_batch:
                 left = deadline - time.monotonic()
@@ -70,6 +72,7 @@ class MicroBatcher:
                 batch.append(nxt)
                 total += self.size(nxt[0])
             self._call(batch, total)
+            last = len(batch)
             if stop:
                 return
 

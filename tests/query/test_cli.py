@@ -147,3 +147,41 @@ def test_gallery_growth_warns(setup, calibrated, tmp_path):
     r = run("query", idx, s["holdout"], "--json")
     assert r.exit_code == 0, r.output
     assert "has grown from 200 to 220 identities" in r.stderr
+
+
+@pytest.mark.slow
+def test_group_photo_all_faces_and_skipped_probe_records(shared_data, tmp_path):
+    """--faces all answers every face of a group photo, each with its box; an image
+    without a face still gets a JSON record (status no_face)."""
+    from PIL import Image
+
+    lfw = shared_data / "lfw-subset"
+    people = sorted(p for p in lfw.iterdir() if p.is_dir() and len(list(p.iterdir())) >= 2)[:4]
+    gallery = tmp_path / "gallery"
+    for p in people:
+        (gallery / p.name).mkdir(parents=True)
+        first = sorted(p.iterdir())[0]
+        (gallery / p.name / first.name).symlink_to(first)
+    assert run("--quiet", "embed", gallery, "--out", tmp_path / "g", "--workers", "0").exit_code == 0
+    assert run("--quiet", "build", tmp_path / "g", "--out", tmp_path / "idx").exit_code == 0
+    second = [Image.open(sorted(p.iterdir())[1]).convert("RGB") for p in people[:2]]
+    group = Image.new("RGB", (500, 250), (255, 255, 255))
+    group.paste(second[0], (0, 0))
+    group.paste(second[1], (250, 0))
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    group.save(probes / "group.png")
+    Image.new("RGB", (64, 64), (120, 120, 120)).save(probes / "blank.png")
+    r = run("query", tmp_path / "idx", probes, "--faces", "all", "--threshold", "0.5", "--json")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    faces = [ln for ln in lines if ln["probe"].endswith("group.png")]
+    assert len(faces) == 2 and all(len(f["box"]) == 4 for f in faces)
+    lefts = sorted(f["box"][0] for f in faces)
+    assert lefts[0] < 250 <= lefts[1]
+    by_left = sorted(faces, key=lambda f: f["box"][0])
+    assert [f["candidates"][0]["identity"] for f in by_left] == [people[0].name, people[1].name]
+    blank = [ln for ln in lines if ln["probe"].endswith("blank.png")]
+    assert len(blank) == 1 and blank[0]["status"] == "no_face" and blank[0]["candidates"] == []
+    r = run("query", tmp_path / "idx", probes / "group.png", "--threshold", "0.5", "--json")
+    assert len(r.stdout.splitlines()) == 1    # largest face only by default

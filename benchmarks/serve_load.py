@@ -1,0 +1,288 @@
+"""Load test of `faceidx serve` on loopback: QPS and latency, start-up, enrol-to-searchable.
+
+    python benchmarks/serve_load.py --index /tmp/serve_bench/idx --collection /tmp/serve_bench/syn \
+        [--image-index IDX --images DIR] --plot docs/img/serve_load.png
+
+Starts `faceidx serve` as a subprocess (time to /readyz is the start-up figure), then an
+async httpx client sends a fixed number of requests (or stops at --duration seconds)
+at concurrency 1, 8 and 32, one embedding probe per request; the same at 32 while
+enrolling 10 faces/s and erasing 1 face/s (faces the benchmark enrolled: the gallery
+is left as it was, plus erased rows); enrol-to-searchable delay; and, with an image
+index, image probes at concurrency 4 against `faceidx embed` on the same images.
+One JSON line per measurement on stdout (and --out). The index is written to (enrol,
+flush, erase): give a scratch copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(index: Path, port: int, extra=()) -> tuple[subprocess.Popen, float]:
+    """(process, seconds from launch to /readyz answering 200)."""
+    import httpx
+
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    cmd = [sys.executable, "-c", "from faceidx.cli.main import cli; cli()", "-q", "serve", str(index),
+           "--port", str(port), *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.HTTPError:
+            time.sleep(0.05)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def probe_vectors(collection: Path, n: int, seed: int = 0) -> np.ndarray:
+    """n gallery vectors with noise (mated probes), unit norm."""
+    from faceidx.io import open_collection
+
+    coll = open_collection(collection)
+    batch = next(coll.iter_batches(max(n, 1000), columns=["embedding"]))
+    rng = np.random.default_rng(seed)
+    x = batch.embeddings[rng.choice(len(batch.embeddings), n, replace=len(batch.embeddings) < n)]
+    x = x + 0.3 / np.sqrt(x.shape[1]) * rng.normal(size=x.shape)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+async def load(url: str, bodies, concurrency: int, requests: int, duration: float,
+               files=None) -> dict:
+    """Send `requests` requests (or for `duration` s) with `concurrency` workers."""
+    import httpx
+
+    latencies, errors = [], 0
+    sent = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        t0 = time.perf_counter()
+        stop = t0 + duration
+
+        async def worker():
+            nonlocal sent, errors
+            while sent < requests and time.perf_counter() < stop:
+                i = sent
+                sent += 1
+                t = time.perf_counter()
+                if files is not None:
+                    r = await client.post("/v1/identify", files={"images": files[i % len(files)]})
+                else:
+                    r = await client.post("/v1/identify", json=bodies[i % len(bodies)])
+                latencies.append(time.perf_counter() - t)
+                errors += r.status_code != 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    lat = np.asarray(latencies) * 1000
+    return {"requests": len(lat), "errors": errors, "seconds": round(elapsed, 3),
+            "qps": round(len(lat) / elapsed, 1), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2)}
+
+
+async def writes(url: str, dim: int, stop: asyncio.Event, enrol_rate: float = 10.0,
+                 erase_rate: float = 1.0) -> dict:
+    """Enrol `enrol_rate` faces/s (new identities) and erase `erase_rate` of them per s."""
+    import httpx
+
+    rng = np.random.default_rng(7)
+    enrolled, enrol_ms, erase_ms = [], [], []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        t0 = time.perf_counter()
+        n = 0
+        while not stop.is_set():
+            v = rng.normal(size=(1, dim))
+            t = time.perf_counter()
+            r = await client.post("/v1/faces", json={"identity": f"bench_{n:06d}", "embeddings": v.tolist()})
+            enrol_ms.append((time.perf_counter() - t) * 1000)
+            if r.status_code == 201:
+                enrolled.append(r.json()["face_ids"][0])
+            n += 1
+            if n % int(enrol_rate / erase_rate) == 0 and enrolled:
+                t = time.perf_counter()
+                await client.delete(f"/v1/faces/{enrolled.pop(0)}")
+                erase_ms.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(max(0.0, t0 + n / enrol_rate - time.perf_counter()))
+    return {"enrolled": n, "erased": len(erase_ms),
+            "enrol_p50_ms": round(float(np.percentile(enrol_ms, 50)), 2) if enrol_ms else None,
+            "erase_p50_ms": round(float(np.percentile(erase_ms, 50)), 2) if erase_ms else None,
+            "erase_p99_ms": round(float(np.percentile(erase_ms, 99)), 2) if erase_ms else None}
+
+
+async def under_writes(url: str, bodies, dim: int, concurrency: int, requests: int,
+                       duration: float) -> dict:
+    stop = asyncio.Event()
+    w = asyncio.create_task(writes(url, dim, stop))
+    out = await load(url, bodies, concurrency, requests, duration)
+    stop.set()
+    return {**out, **await w}
+
+
+def enrol_to_searchable(url: str, dim: int, samples: int = 20) -> dict:
+    """Time from sending an enrolment to an identify (sent after the 201) finding it."""
+    import httpx
+
+    rng = np.random.default_rng(11)
+    delays, found = [], 0
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(samples):
+            v = rng.normal(size=(1, dim))
+            t = time.perf_counter()
+            client.post("/v1/faces", json={"identity": f"visible_{i:04d}", "embeddings": v.tolist()})
+            r = client.post("/v1/identify", json={"embeddings": v.tolist(), "k": 1, "threshold": 0.99})
+            delays.append((time.perf_counter() - t) * 1000)
+            found += r.json()["results"][0]["decision"] == f"visible_{i:04d}"
+    return {"samples": samples, "found_by_next_request": found,
+            "p50_ms": round(float(np.percentile(delays, 50)), 2),
+            "max_ms": round(float(np.max(delays)), 2)}
+
+
+def embed_cli_images_per_s(images: list[Path], tmp: Path) -> float:
+    """`faceidx embed` images/s on the same images (its own summary)."""
+    folder = tmp / "embed_src"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(images):
+        link = folder / f"{i:05d}{p.suffix}"
+        if not link.exists():
+            link.symlink_to(p.resolve())
+    out = tmp / "embed_out"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    r = subprocess.run([sys.executable, "-c", "from faceidx.cli.main import cli; cli()", "-q", "embed",
+                        str(folder), "--out", str(out), "--json"], capture_output=True, text=True,
+                       env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, check=True)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1]
+    return float(json.loads(line)["images_per_s"])
+
+
+def emit(rec: dict, out) -> None:
+    line = json.dumps(rec)
+    print(line, flush=True)
+    if out is not None:
+        out.write(line + "\n")
+        out.flush()
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in records if r["kind"] == "identify"]
+    labels = [r["label"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.bar(labels, [r["qps"] for r in rows], color="tab:blue")
+    a.axhline(1000, color="tab:red", ls="--", lw=1, label="goal 1,000/s at c=32")
+    a.set_ylabel("identifications / s")
+    a.legend()
+    x = np.arange(len(rows))
+    b.bar(x - 0.2, [r["p50_ms"] for r in rows], 0.4, label="p50")
+    b.bar(x + 0.2, [r["p99_ms"] for r in rows], 0.4, label="p99")
+    b.axhline(50, color="tab:red", ls="--", lw=1, label="goal p99 50 ms")
+    b.set_xticks(x, labels)
+    b.set_ylabel("latency (ms)")
+    b.set_yscale("log")
+    b.legend()
+    for ax in (a, b):
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle("faceidx serve, loopback, 1M-face merged gallery (2 shared cores, loaded)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", type=Path, required=True, help="scratch copy of a merged index")
+    ap.add_argument("--collection", type=Path, required=True, help="its collection (probe source)")
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument("--image-index", type=Path, default=None, help="an index of real faces")
+    ap.add_argument("--images", type=Path, default=None, help="probe image folder for it")
+    ap.add_argument("--max-images", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--tmp", type=Path, default=Path("/tmp/serve_load"))
+    args = ap.parse_args()
+    out = open(args.out, "a") if args.out else None
+    records = []
+
+    def record(rec):
+        records.append(rec)
+        emit(rec, out)
+
+    t0 = time.perf_counter()
+    from faceidx.gallery import open_gallery
+
+    g = open_gallery(args.index, threshold="0.9")
+    record({"kind": "open_gallery", "faces": int(g.index.ntotal), "seconds": round(time.perf_counter() - t0, 3)})
+    dim = g.dim
+    del g
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, ready = start_server(args.index, port, ["--threshold", "0.9"])
+    try:
+        record({"kind": "startup", "seconds_to_ready": round(ready, 3), "index": str(args.index)})
+        vectors = probe_vectors(args.collection, 2000)
+        bodies = [{"embeddings": [v.tolist()], "k": 5} for v in vectors]
+        asyncio.run(load(url, bodies, 8, 200, 10))   # warm-up
+        for c in (1, 8, 32):
+            n = args.requests if c > 1 else min(args.requests, 1000)
+            record({"kind": "identify", "label": f"c={c}", "concurrency": c,
+                    **asyncio.run(load(url, bodies, c, n, args.duration))})
+        record({"kind": "identify", "label": "c=32 +writes", "concurrency": 32, "enrol_per_s": 10,
+                "erase_per_s": 1, **asyncio.run(under_writes(url, bodies, dim, 32, args.requests,
+                                                             args.duration))})
+        record({"kind": "enrol_to_searchable", **enrol_to_searchable(url, dim)})
+    finally:
+        stop_server(proc)
+    if args.image_index and args.images:
+        from faceidx.embedder.sources import list_source
+
+        items = [Path(it.path) for it in list_source(args.images)][:args.max_images]
+        files = [(p.name, p.read_bytes()) for p in items]
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc, ready = start_server(args.image_index, port, ["--threshold", "0.9", "--read-only"])
+        try:
+            asyncio.run(load(url, None, 2, 4, 60, files=files))   # model warm-up
+            res = asyncio.run(load(url, None, 4, len(files), 600, files=files))
+        finally:
+            stop_server(proc)
+        embed_rate = embed_cli_images_per_s(items, args.tmp)
+        record({"kind": "image_identify", "concurrency": 4, "images": len(files), **res,
+                "embed_cli_images_per_s": embed_rate,
+                "ratio_to_embed": round(res["qps"] / embed_rate, 3)})
+    if args.plot:
+        plot(records, args.plot)
+
+
+if __name__ == "__main__":
+    main()
