@@ -4,7 +4,8 @@
 
 `blocks` yields float32 (b, d) arrays of the base set in order; only the current block
 and the running top-k are held: memory is about q * (k + block_rows) * 8 bytes, with
-block_rows chosen so one q x block score matrix stays near `budget_bytes`.
+block_rows chosen so one q x block score matrix stays near `budget_bytes` (16 MB: with
+the merge buffers about 8x that at the peak).
 
 Distances follow ann-benchmarks: `angular` = 1 - cosine, `euclidean` = L2 distance.
 Within the k kept, equal distances are ordered by base row.
@@ -19,7 +20,7 @@ import numpy as np
 METRICS = ("angular", "euclidean")
 
 
-def block_rows_for(num_queries: int, budget_bytes: int = 64 << 20) -> int:
+def block_rows_for(num_queries: int, budget_bytes: int = 16 << 20) -> int:
     """Base rows per block so that a float32 (num_queries x rows) matrix fits the budget."""
     return max(1024, budget_bytes // (4 * max(1, num_queries)))
 
