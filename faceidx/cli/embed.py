@@ -21,7 +21,8 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Collection folder to write (or resume).")
 @click.option("--model", default="dlib-resnet-v1", show_default=True,
-              help="Registered model name or a trained MODEL_DIR.")
+              help="Registered model name, a trained MODEL_DIR, or a model with its card "
+                   "(ONNX, TorchScript; docs/INTEROP.md).")
 @device_option
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Faces per model forward pass.")
