@@ -16,8 +16,12 @@ none). Every refusal raises :class:`ImageError` whose ``code`` is one of
 
 Conversions: grey, palette, CMYK -> RGB; RGBA/LA composited on white; 16-bit samples
 scaled to 8 bits; EXIF orientation applied; animated images give their first frame.
-Huge JPEGs are reduced while decoding (PIL ``draft``: 1/2, 1/4, 1/8) so memory stays
-bounded; other formats above ``max_pixels`` are refused from their header alone.
+Memory is bounded whatever the format: before any pixel is decoded, the header's size
+and mode give the decode's peak bytes (the decoded image plus the conversion to RGB),
+which must fit ``max_bytes`` (a budget per worker: a worker decodes one image at a
+time) and ``max_pixels``. Huge JPEGs are reduced while decoding (PIL ``draft``: 1/2,
+1/4, 1/8) to fit; other formats over either limit are refused from their header alone.
+Error messages never quote the file's bytes (they end up in failures.jsonl).
 """
 
 from __future__ import annotations
@@ -36,8 +40,21 @@ REASONS = ("empty", "not_an_image", "unreadable", "corrupt", "truncated", "too_l
 
 #: Decode at most this many pixels (64 MP, about 200 MB as RGB).
 MAX_PIXELS = 64_000_000
+#: Peak bytes one decode may take (decoded image + conversion to RGB), per worker.
+MAX_BYTES = 384 << 20
 #: Images with a shorter side than this hold no usable face.
 MIN_SIDE = 16
+#: Bytes per pixel of the decoded image, by PIL mode (unknown modes: 8).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3,
+               "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4,
+               "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+#: Worst extra bytes per pixel of the conversion to RGB (RGBA composite: 4 + 4 + 3 + 1).
+_CONVERT_BYTES = 12
+
+
+def decode_bytes(width: int, height: int, mode: str) -> int:
+    """Peak bytes of decoding a width x height image of PIL `mode` into RGB."""
+    return width * height * (_MODE_BYTES.get(mode, 8) + _CONVERT_BYTES)
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "JPEG"),
@@ -77,7 +94,7 @@ def sniff_format(head: bytes) -> str | None:
 
 
 def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
-               min_side: int = MIN_SIDE) -> np.ndarray:
+               min_side: int = MIN_SIDE, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Decode `path` into a C-contiguous np.uint8 array (H, W, 3), RGB.
 
     Raises ImageError (with a reason code) for anything that is not a usable image.
@@ -93,7 +110,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         raise ImageError("empty", "the file is empty", path)
     fmt = sniff_format(head)
     if fmt is None:
-        raise ImageError("not_an_image", f"unknown format (first bytes {head[:8]!r})", path)
+        raise ImageError("not_an_image", "the first bytes match no supported image format", path)
 
     try:
         with warnings.catch_warnings():
@@ -109,8 +126,10 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         if min(width, height) < min_side:
             raise ImageError("too_small", f"{width}x{height} pixels; need at least {min_side} a side",
                              path)
-        if width * height > max_pixels:
-            img = _reduce_while_decoding(img, max_pixels, path)
+        per_pixel = decode_bytes(1, 1, img.mode)
+        limit = min(max_pixels, max_bytes // per_pixel)
+        if width * height > limit:
+            img = _reduce_while_decoding(img, limit, path, per_pixel)
         try:
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -124,7 +143,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     return np.ascontiguousarray(rgb)
 
 
-def _reduce_while_decoding(img, max_pixels: int, path):
+def _reduce_while_decoding(img, max_pixels: int, path, per_pixel: int = 0):
     """Ask the JPEG decoder for a 1/2..1/8 scale that fits `max_pixels`; refuse otherwise."""
     width, height = img.size
     if img.format == "JPEG":
@@ -133,8 +152,9 @@ def _reduce_while_decoding(img, max_pixels: int, path):
                 img.draft(img.mode, (width // scale, height // scale))
                 log.info("%s: %dx%d decoded at 1/%d scale", path, width, height, scale)
                 return img
-    raise ImageError("too_large", f"{width}x{height} pixels exceeds the limit of {max_pixels:,}",
-                     path)
+    need = f" (decoding needs ~{width * height * per_pixel / 2**20:,.0f} MiB)" if per_pixel else ""
+    raise ImageError("too_large", f"{width}x{height} pixels exceeds the limit of {max_pixels:,} "
+                     f"for this format{need}", path)
 
 
 def _to_rgb(img) -> np.ndarray:
@@ -144,12 +164,15 @@ def _to_rgb(img) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit grey (PNG/TIFF); "I" holds 16-bit PNG samples in 32-bit ints.
-        arr = np.asarray(img).astype(np.int64)
+        # in 32-bit steps: no 8-byte-per-pixel temporaries
+        arr = np.asarray(img)
+        if mode == "I":
+            arr = np.clip(arr, 0, 65535)
         top = 65535 if mode != "I" or arr.max(initial=0) > 255 else 255
-        grey = np.clip(arr * 255 // top, 0, 255).astype(np.uint8)
+        grey = (arr.astype(np.uint32) * 255 // top).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         lo, hi = float(arr.min()), float(arr.max())
         grey = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) * (255 / (hi - lo))).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)

@@ -70,7 +70,7 @@ def drop_rows(path: str | os.PathLike, drop: Callable[[EmbeddingBatch], np.ndarr
             entry.face_id_max = int(pc.max(fid).as_py()) if table.num_rows else -1
             manifest.save(Path(path) / MANIFEST_NAME)
     if failure_paths is not None and Path(path).is_dir():
-        removed += _drop_failures(Path(path) / FAILURES_NAME, failure_paths)
+        removed += drop_failure_records(Path(path) / FAILURES_NAME, failure_paths)
     return removed
 
 
@@ -84,7 +84,9 @@ def _zero_file(fh) -> None:
     os.fsync(fh.fileno())
 
 
-def _drop_failures(path: Path, gone: Callable[[str], bool]) -> int:
+def drop_failure_records(path: Path, gone: Callable[[str], bool]) -> int:
+    """Rewrite a failures.jsonl (atomically) without the records whose "path" `gone`
+    accepts; returns how many were dropped. Unparsable lines are kept as they are."""
     if not path.exists():
         return 0
     keep, dropped = [], 0
@@ -104,4 +106,4 @@ def _drop_failures(path: Path, gone: Callable[[str], bool]) -> int:
     return dropped
 
 
-__all__ = ["drop_rows"]
+__all__ = ["drop_failure_records", "drop_rows"]
