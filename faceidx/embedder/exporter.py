@@ -72,14 +72,23 @@ def export_model(spec: str | os.PathLike, out_dir: str | os.PathLike,
         net = source.runner() if hasattr(source.net, "inference_copy") else source.net
     net = net.eval().to(memory_format=torch.contiguous_format)
     chips = check_chips(source.input_size)
-    results = []
+    results, failed = [], []
     for fmt in formats:
         folder = Path(out_dir) / fmt
         folder.mkdir(parents=True, exist_ok=True)
         weights = folder / DEFAULT_FILES[fmt]
-        with atomic_path(weights) as tmp:
-            _write(fmt, net, source.input_size, tmp)
+        try:
+            with atomic_path(weights) as tmp:
+                _write(fmt, net, source.input_size, tmp)
+        except Exception as err:  # the exporters raise their own types (unsupported operator)
+            failed.append(f"{fmt}: {str(err).strip().splitlines()[0]}")
+            if not any(folder.iterdir()):
+                folder.rmdir()
+            continue
         results.append(_card_after_parity(source, os.fspath(spec), fmt, folder, chips))
+    if failed:
+        done = f"; written: {', '.join(r.format for r in results)}" if results else ""
+        raise DataError(f"cannot export {'; '.join(failed)}{done}", os.fspath(spec))
     return results
 
 

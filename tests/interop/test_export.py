@@ -144,3 +144,23 @@ def test_export_refuses_an_export(exported, tmp_path):
 
     with pytest.raises(DataError, match="already an exported onnx model"):
         export_model(exported / "onnx", tmp_path / "again")
+
+
+def test_export_of_a_trained_model_dir(tmp_path):
+    """A MODEL_DIR exports to TorchScript with its identity; an operator ONNX lacks
+    (small-cnn's antialiased resize) is a DataError naming the model and the operator."""
+    import torch
+
+    from faceidx.embedder.exporter import check_chips, export_model
+    from faceidx.embedder.registry import ARCHITECTURES, load_model
+    from faceidx.train.export import export_model as write_model_dir
+
+    torch.manual_seed(0)
+    write_model_dir(tmp_path / "m", ARCHITECTURES["small-cnn"](32), "small-cnn", 32, "scratch")
+    with pytest.raises(DataError, match=r"m: cannot export onnx: .*upsample.*written: torchscript"):
+        export_model(tmp_path / "m", tmp_path / "x")
+    assert not (tmp_path / "x" / "onnx").exists()
+    native, scripted = load_model(tmp_path / "m"), load_model(tmp_path / "x" / "torchscript")
+    assert (scripted.name, scripted.version, scripted.dim) == (native.name, native.version, 32)
+    chips = check_chips(150, n=4, seed=5)
+    assert np.sum(native.embed_chips(chips) * scripted.embed_chips(chips), 1).min() >= MIN_COSINE
