@@ -275,6 +275,9 @@ def _open_generation(path: Path, manifest: IndexManifest, allow_incomplete: bool
     if merged:
         index = read_index(path / merged["file"], mmap=merged.get("mmap", False),
                            ondisk=merged.get("ondisk", False))
+        if any(p.is_symlink() for p in (path / merged["file"], (path / merged["file"]).parent)):
+            raise DataError("is a symbolic link; an index's files must lie inside it",
+                            path / merged["file"])
         _check_count(index, sum(s.live for s in manifest.shards[:merged["shards"]]),
                      path / merged["file"])
         parts.append(Part.of(index))

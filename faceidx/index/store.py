@@ -151,6 +151,18 @@ class StringBlob:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def all(self) -> list[str]:
+        """Every string, decoded in one pass; bad offsets or UTF-8 raise DataError."""
+        off = np.asarray(self.offsets, np.int64)
+        if len(off) > 1 and (off[0] < 0 or (np.diff(off) < 0).any() or off[-1] > len(self.blob)):
+            raise DataError("string offsets are not ascending within the blob", self.path)
+        data = bytes(self.blob)
+        try:
+            return [data[a:b].decode() for a, b in zip(off[:-1], off[1:], strict=True)]
+        except UnicodeDecodeError as err:
+            raise DataError(f"holds a string that is not valid UTF-8 ({err.reason})",
+                            self.path) from err
+
     def get(self, i: int) -> str:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         if not 0 <= a <= b <= len(self.blob):
@@ -165,6 +177,9 @@ class ShardStore:
     """Read side of one shard's row store."""
 
     def __init__(self, folder: Path, row_offset: int, rows: int, dim: int):
+        if folder.is_symlink() or any((folder / f).is_symlink() for f in (*FILES, "index.faiss")):
+            raise DataError("is (or holds) a symbolic link; an index's files must lie inside "
+                            "it", folder)
         self.folder = folder
         self.row_offset = row_offset
         self.rows = rows
@@ -194,6 +209,12 @@ class ShardStore:
         if self.vectors.shape != (rows, dim):
             raise DataError(f"vectors have shape {self.vectors.shape}, expected {(rows, dim)}",
                             folder / "vectors.npy")
+        self.names.all()  # valid UTF-8 and offsets: a few bytes per identity
+        if rows:  # identity codes in range: 4 bytes a row, read once at open
+            lo, hi = int(np.min(self.codes)), int(np.max(self.codes))
+            if lo < -1 or hi >= len(self.names):
+                raise DataError(f"holds identity codes {lo}..{hi}, outside -1..{len(self.names) - 1}",
+                                folder / "identity_codes.npy")
         if len(self.sources) != rows:
             raise DataError(f"holds {len(self.sources)} sources, expected {rows}",
                             folder / "source_offsets.npy")
@@ -315,8 +336,7 @@ class RowStore:
 def identity_names_of(folder: str | os.PathLike) -> list[str]:
     """All identity names of one shard directory (for counting distinct identities)."""
     folder = Path(folder)
-    blob = StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy")
-    return [blob.get(i) for i in range(len(blob))]
+    return StringBlob(folder / "identity_names.bin", folder / "identity_offsets.npy").all()
 
 
 ERASED_NAME = "erased.npy"

@@ -220,7 +220,8 @@ def open_collection(path: str | os.PathLike, allow_incomplete: bool = False) -> 
                 "that made it to resume",
                 path,
             )
-        shards = [ShardFile(path / s.file, s.rows, s.sha256) for s in manifest.shards]
+        shards = [ShardFile(contained(path, s.file, MANIFEST_NAME), s.rows, s.sha256)
+                  for s in manifest.shards]
         for s, entry in zip(shards, manifest.shards, strict=True):
             if not s.path.exists():
                 raise DataError("shard listed in collection.json is missing", s.path)
@@ -248,6 +249,18 @@ def open_collection(path: str | os.PathLike, allow_incomplete: bool = False) -> 
     if meta is None:  # a finished collection with no rows
         raise DataError("collection has no shards and no metadata", path)
     return Collection(path, meta, shards, manifest)
+
+
+def contained(root: Path, name: str, named_in: str) -> Path:
+    """root / name, refused (DataError naming the manifest) unless it is a plain file
+    name that resolves inside `root` (no "..", no absolute path, no symlink out)."""
+    where = root / named_in
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise DataError(f"names {name!r}: not a file of this collection", where)
+    target = root / name
+    if target.exists() and not target.resolve().is_relative_to(root.resolve()):
+        raise DataError(f"names {name!r}, which resolves outside the collection", where)
+    return target
 
 
 def concat_batches(parts: list[EmbeddingBatch], path: Path) -> EmbeddingBatch:

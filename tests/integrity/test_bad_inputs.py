@@ -136,3 +136,19 @@ def test_empty_collection_and_sourceless_parquet_as_probes(tmp_path, idx, built)
     pq.write_table(table, tmp_path / "nosrc.parquet")
     r = query(idx, tmp_path / "nosrc.parquet")
     assert r.exit_code == 0 and r.exception is None, r.output
+
+
+def test_paths_outside_the_index_or_collection_are_refused(tmp_path, idx, built):
+    other = tmp_path / "other.idx"
+    shutil.copytree(idx, other)
+    shutil.rmtree(idx / "shard-00000")
+    (idx / "shard-00000").symlink_to(other / "shard-00000")
+    r = CliRunner().invoke(cli, ["erase", str(idx), "--face-id", "1"])
+    assert_one_line_error(r, "symbolic link")
+    assert np.load(other / "shard-00000" / "vectors.npy")[1].any()  # untouched
+    shutil.copytree(built[0] / "c", tmp_path / "c")
+    m = json.loads((tmp_path / "c" / "collection.json").read_text())
+    m["shards"][0]["file"] = "../../etc/passwd"
+    (tmp_path / "c" / "collection.json").write_text(json.dumps(m))
+    r = CliRunner().invoke(cli, ["build", str(tmp_path / "c"), "--out", str(tmp_path / "i")])
+    assert_one_line_error(r, "collection.json", "not a file of this collection")
