@@ -93,6 +93,8 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
         return
     if results:
         _table(p, results, k, gallery.snapshot.counts())
+    if any(t is not None for t in p.truth):
+        _how_truth(probes)
     fpir = "" if thr.fpir is None else f" (FPIR {thr.fpir:.3g} for this gallery)"
     click.echo(f"\n{summary['probes']} probes, threshold {thr.value:.4f} from {thr.origin}{fpir}; "
                f"{summary['known']} answered with a name, {summary['unknown']} unknown"
@@ -162,6 +164,18 @@ def _table(p, results, k: int, enrolled) -> None:
         cands = " | ".join(f"{c.identity or '-'} {c.score:.3f}" for c in res.candidates)
         click.echo(f"{_short(src):<{width}}  {bcol}{col}{answer[:22]:<22} {res.top_score:>6.3f} "
                    f"{margin:>6}  {cands}")
+
+
+def _how_truth(probes) -> None:
+    """Say where the truth column came from, per probe folder (folder names, or none)."""
+    from faceidx.embedder.sources import list_labelled
+    from faceidx.gallery.probes import is_collection
+
+    for path in map(Path, probes):
+        if is_collection(path):
+            click.echo(f"truth: {path}: the collection's identity column")
+        elif path.is_dir():
+            click.echo(f"truth: {list_labelled(path).explain()}")
 
 
 def _short(path: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceidx.embedder.detect import Detection, iter_detections
-from faceidx.embedder.sources import Listing, SourceItem, list_labelled
+from faceidx.embedder.sources import Listing, SourceItem, list_labelled, relative_to
 
 CHOICES = ("largest", "central")
 BYSTANDER_AREA = 0.25  # other faces below this share of the largest face's area: bystanders
@@ -75,14 +75,16 @@ def name_photos(sources: Sequence[str | os.PathLike], name: str | None = None) -
                 merged.how[rule] = merged.how.get(rule, 0) + n
         listings = [lst for lst in listings if all(lst is not f for f in files)] + [merged]
     if name is not None:
-        listings = [Listing(lst.source, [SourceItem(it.path, name) for it in lst.items],
+        listings = [Listing(lst.source, [SourceItem(it.path, name, it.source) for it in lst.items],
                             {"--name": len(lst.items)}, {it.path: "--name" for it in lst.items},
                             lst.mixed) for lst in listings]
     items: dict[str, SourceItem] = {}
     for lst in listings:
         for it in lst.items:
             items.setdefault(it.path, it)
-    out = sorted(items.values(), key=lambda it: it.path)
+    # stored sources relative to the folder all SOURCES share (unique across them)
+    roots = [os.path.abspath(src if Path(src).is_dir() else Path(src).parent) for src in sources]
+    out = relative_to(sorted(items.values(), key=lambda it: it.path), os.path.commonpath(roots))
     people: dict[str, int] = {}
     for it in out:
         if it.identity is not None:

@@ -152,6 +152,8 @@ class EmbedPlan:
     todo: list[SourceItem]
     skip_faces: dict[str, int]
     summary: EmbedSummary
+    stored: dict[str, str] = field(default_factory=dict)  # image path -> source stored
+    retry: set[str] = field(default_factory=set)  # failed sources tried again (stored names)
 
 
 @dataclass
@@ -173,40 +175,54 @@ class EmbeddedBatch:
 
 def plan_embed(items: Sequence[SourceItem], out_dir: str | os.PathLike, meta: CollectionMeta, *,
                tta: str = "none", detector: str = "hog", policy: str = "largest",
-               labelling: dict | None = None) -> EmbedPlan:
+               labelling: dict | None = None, retry_failed: bool = False) -> EmbedPlan:
     """Check the settings against a previous run of `out_dir` and list what is left to do.
 
     `labelling` (e.g. {"identity_regex": ..., "naming": ...}) is recorded with the
     settings. A rerun with other settings, or that would give faces already written
     another identity, is refused (DataError saying what differs and how to start over).
+
+    Sources are stored as `SourceItem.stored` (relative to the embedded root), failures
+    too; a collection begun before sources were relative keeps full paths (settings
+    "sources": "absolute"), so resuming it neither duplicates nor misses an image.
+    An image listed in failures.jsonl is skipped, unless `retry_failed`: then it is
+    tried again and its old failure record dropped when the writing starts.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
     out = Path(out_dir)
+    old = _old_settings(out)
+    mode = "absolute" if old is not None and "sources" not in old else "relative"
     settings = {"model": meta.model, "model_version": meta.model_version, "detector": detector,
-                "faces": policy, "tta": tta, **(labelling or {})}
+                "faces": policy, "tta": tta, **(labelling or {}), "sources": mode}
     resuming = (out / MANIFEST_NAME).exists()
-    _check_settings(out, settings, labelling or {})
+    _check_settings(out, old, settings, set(labelling or {}))
+    stored = {it.path: (it.stored if mode == "relative" else it.path) for it in items}
     done, partial, labels = _done_sources(out) if resuming else ({}, None, {})
-    _check_labels(out, items, labels)
+    _check_labels(out, items, labels, stored)
     if policy == "largest":
         partial = None  # one row per image: a source in a finished shard is complete
     failed = _read_failures(out / FAILURES_NAME)
 
-    todo, skip_faces, seen = [], {}, set()
+    todo, skip_faces, seen, retry = [], {}, set(), set()
     for item in items:
-        if item.path in seen:
+        key = stored[item.path]
+        if key in seen:
             continue
-        seen.add(item.path)
-        if item.path in failed or (item.path in done and item.path != partial):
+        seen.add(key)
+        if key in failed and retry_failed and key not in done:
+            retry.add(key)
+        elif key in failed or (key in done and key != partial):
             continue
-        if item.path == partial:
-            skip_faces[item.path] = done[item.path]
+        if key == partial:
+            skip_faces[item.path] = done[key]
         todo.append(item)
     summary = EmbedSummary(out=str(out), images=len(seen), skipped=len(seen) - len(todo))
     if summary.skipped:
         log.info("resuming %s: %d of %d images already done", out, summary.skipped, len(seen))
-    return EmbedPlan(out, meta, settings, resuming, todo, skip_faces, summary)
+    if retry:
+        log.info("retrying %d image(s) that failed before", len(retry))
+    return EmbedPlan(out, meta, settings, resuming, todo, skip_faces, summary, stored, retry)
 
 
 def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
@@ -218,6 +234,10 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
     out, summary = plan.out, plan.summary
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    if plan.retry:  # tried again: a new record is written if it fails again
+        from faceidx.io.rewrite import drop_failure_records
+
+        drop_failure_records(out / FAILURES_NAME, plan.retry.__contains__)
     with CollectionWriter(out, plan.meta, shard_rows=shard_rows,
                           buffer_rows=min(shard_rows, 65_536), extra_fields=EXTRA_FIELDS,
                           resume=plan.resuming) as writer, \
@@ -226,10 +246,11 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
         write_json_atomic(out / SETTINGS_NAME, plan.settings)
         for batch in batches:
             for det in batch.failures:
-                failure_log.add(det)
+                failure_log.add(det, plan.stored.get(det.item.path, det.item.path))
                 summary.failures[det.reason] = summary.failures.get(det.reason, 0) + 1
             if len(batch.vectors):
-                writer.write(batch.vectors, identities=batch.identities, sources=batch.sources,
+                writer.write(batch.vectors, identities=batch.identities,
+                             sources=[plan.stored.get(p, p) for p in batch.sources],
                              extra={"box": _box_column(batch.boxes),
                                     "det_score": np.asarray(batch.scores, np.float32)})
                 summary.faces += len(batch.vectors)
@@ -243,13 +264,15 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
 def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=DEFAULT_MODEL, *,
                  device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
                  detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
-                 progress: bool = False, labelling: dict | None = None) -> EmbedSummary:
-    """Embed `items` into the collection `out_dir`, resuming what a previous run left."""
+                 progress: bool = False, labelling: dict | None = None,
+                 retry_failed: bool = False) -> EmbedSummary:
+    """Embed `items` into the collection `out_dir`, resuming what a previous run left
+    (retry_failed: also the images failures.jsonl lists)."""
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     face_model = open_model(model, device)
     plan = plan_embed(items, out_dir, model_meta(face_model), tta=tta, detector=detector,
-                      policy=policy, labelling=labelling)
+                      policy=policy, labelling=labelling, retry_failed=retry_failed)
     encoder = Encoder(face_model, device, tta)
     detections = iter_detections(plan.todo, detector, policy, workers,
                                  template=getattr(face_model, "template", "dlib-150"))
@@ -310,9 +333,11 @@ class _FailureLog:
             self._fh.write("\n")
         return self
 
-    def add(self, det: Detection) -> None:
-        self._fh.write(json.dumps({"path": det.item.path, "identity": det.item.identity,
-                                   "reason": det.reason, "detail": det.detail}) + "\n")
+    def add(self, det: Detection, stored: str) -> None:
+        """One failure, under the name the collection stores (`stored`), never elsewhere."""
+        detail = det.detail.replace(det.item.path, stored)
+        self._fh.write(json.dumps({"path": stored, "identity": det.item.identity,
+                                   "reason": det.reason, "detail": detail}) + "\n")
         self._fh.flush()
 
     def __exit__(self, *exc) -> None:
@@ -362,29 +387,40 @@ def _start_over(out: Path) -> str:
             f"options, use another --out, or delete the old output first (rm -r {out})")
 
 
-def _check_settings(out: Path, settings: dict, labelling: dict) -> None:
+def _old_settings(out: Path) -> dict | None:
+    """The previous run's embed.json, or None when there was none."""
     path = out / SETTINGS_NAME
     if not path.exists():
-        return
+        return None
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read the previous run's settings: {err}", path) from err
+    if not isinstance(old, dict):
+        raise DataError("the previous run's settings are not a JSON object", path)
+    return old
+
+
+def _check_settings(out: Path, old: dict | None, settings: dict, labelling: set) -> None:
+    if old is None:
+        return
+    path = out / SETTINGS_NAME
     # labelling keys missing from an older embed.json were not recorded: not a difference
     changed = {k: (old.get(k), v) for k, v in settings.items()
-               if old.get(k) != v and not (k in labelling and k not in old)}
+               if old.get(k) != v and not (k in labelling and k not in old) and k != "sources"}
     if changed:
         diff = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise DataError(f"this collection was embedded with other settings ({diff}); "
                         + _start_over(out), path)
 
 
-def _check_labels(out: Path, items: Sequence[SourceItem], labels: dict[str, str | None]) -> None:
+def _check_labels(out: Path, items: Sequence[SourceItem], labels: dict[str, str | None],
+                  stored: dict[str, str]) -> None:
     """Refuse a rerun that would keep faces under identities the new listing changes."""
     if not labels:
         return
-    changed = [(it.path, labels[it.path], it.identity) for it in items
-               if it.path in labels and labels[it.path] != it.identity]
+    changed = [(it.path, labels[stored[it.path]], it.identity) for it in items
+               if stored[it.path] in labels and labels[stored[it.path]] != it.identity]
     if changed:
         shown = "; ".join(f"{Path(p).name}: {a!r} -> {b!r}" for p, a, b in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""

@@ -28,6 +28,10 @@ images, single files):
 Files are not filtered by extension (formats are sniffed when decoding), only hidden
 files (``.name``) are skipped. Order: sorted by path, so reruns list the same sequence.
 :func:`list_labelled` also says how identities were derived (``Listing.explain()``).
+
+What a collection stores as an image's ``source`` (``SourceItem.source``): its path
+relative to the embedded root (SOURCE, or a single file's folder), so collections carry
+no absolute paths of the machine that embedded them; a manifest's rows as it writes them.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import csv
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceidx.errors import DataError
@@ -48,10 +52,27 @@ MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One image to embed: its path (as a string) and identity (None when unknown)."""
+    """One image to embed: its path (as a string), identity (None when unknown), and the
+    name a collection stores for it (`source`, relative to the embedded root; None: the
+    path). `source` takes no part in comparisons."""
 
     path: str
     identity: str | None
+    source: str | None = field(default=None, compare=False)
+
+    @property
+    def stored(self) -> str:
+        """The name a collection keeps for this image: `source`, else `path`."""
+        return self.source if self.source is not None else self.path
+
+
+def relative_to(items: list[SourceItem], root: str | os.PathLike) -> list[SourceItem]:
+    """`items` with `source` set to their path relative to `root` (POSIX separators), so a
+    collection neither leaks nor depends on where the photos lay when they were embedded."""
+    root = os.path.abspath(root)
+    return [SourceItem(it.path, it.identity,
+                       Path(os.path.relpath(os.path.abspath(it.path), root)).as_posix())
+            for it in items]
 
 
 NAMINGS = ("folders", "files")
@@ -170,6 +191,10 @@ def list_labelled(source: str | os.PathLike, identity_regex: str | None = None,
         rules = {it.path: FILE_NAME for it in items if it.identity is not None}
     if not items:
         raise DataError("holds no image files", root)
+    if root.is_dir():
+        items = relative_to(items, root)
+    elif root.suffix.lower() not in MANIFEST_SUFFIXES:
+        items = relative_to(items, root.parent)
     items = sorted(items, key=lambda item: item.path)
     how: dict[str, int] = {}
     for item in items:
@@ -208,7 +233,8 @@ def read_manifest(path: str | os.PathLike) -> list[SourceItem]:
         if not p:
             raise DataError("empty path", path, row)
         full = Path(p) if os.path.isabs(p) else base / p
-        items.append(SourceItem(str(full), identity if identity not in ("", None) else None))
+        items.append(SourceItem(str(full), identity if identity not in ("", None) else None,
+                                p))  # stored as the manifest writes it
     return items
 
 

@@ -4,6 +4,7 @@ query by image files; image probes agree with the same images embedded as a coll
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -48,9 +49,10 @@ def test_orl_query_by_images(shared_data, tmp_path):
     r = run("--quiet", "embed", probes, "--out", tmp_path / "p", "--detector", "none", "--workers", "0")
     assert r.exit_code == 0, r.output
     r = run("query", tmp_path / "idx", tmp_path / "p", "-k", "3", "--threshold", "0.5", "--json")
+    # a collection stores sources relative to the embedded root (probes/): s1/7.pgm
     same = {json.loads(ln)["probe"]: json.loads(ln) for ln in r.stdout.splitlines()}
     for g in got:
-        other = same[g["probe"]]
+        other = same[str(Path(g["probe"]).relative_to(probes))]
         assert [c["identity"] for c in other["candidates"]] == [c["identity"] for c in g["candidates"]]
         assert other["score"] == pytest.approx(g["score"], abs=1e-4)
 
