@@ -63,15 +63,22 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def probe_vectors(collection: Path, n: int, seed: int = 0) -> np.ndarray:
-    """n gallery vectors with noise (mated probes), unit norm."""
+    """n gallery faces drawn uniformly from the whole collection, with noise (mated
+    probes), unit norm."""
     from faceidx.io import open_collection
 
     coll = open_collection(collection)
-    batch = next(coll.iter_batches(max(n, 1000), columns=["embedding"]))
     rng = np.random.default_rng(seed)
-    x = batch.embeddings[rng.choice(len(batch.embeddings), n, replace=len(batch.embeddings) < n)]
+    picks = np.sort(rng.choice(coll.num_rows, n, replace=False))
+    out, start = [], 0
+    for batch in coll.iter_batches(65_536, columns=["embedding"]):
+        end = start + len(batch.embeddings)
+        mine = picks[(picks >= start) & (picks < end)] - start
+        out.append(np.asarray(batch.embeddings)[mine])
+        start = end
+    x = np.concatenate(out)
     x = x + 0.3 / np.sqrt(x.shape[1]) * rng.normal(size=x.shape)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return rng.permutation(x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 async def load(url: str, bodies, concurrency: int, requests: int, duration: float,

@@ -107,7 +107,8 @@ class Gallery:
         self._counts_lock = threading.Lock()
         self._base_counts: tuple = (None, Counter())
         self._embedder = None
-        self._snap = self.snapshot_of(open_index(self.path))
+        self._snap = None
+        self._snap = self.snapshot_of(self.layer(open_index(self.path)))
 
     # -- snapshots ----------------------------------------------------------------------
 
@@ -148,8 +149,22 @@ class Gallery:
     def snapshot(self) -> Snapshot:
         return self._snap
 
+    def layer(self, reader, delta=None):
+        """`reader` (plus `delta`, faces not yet in it) as the LayeredIndex searches use,
+        keeping the identity keys already read for the shards it shares with the current one."""
+        from faceidx.gallery.layered import Delta, IdentityKeys, LayeredIndex
+
+        cur = None if self._snap is None else self._snap.index
+        keys = getattr(cur, "keys", None)
+        if keys is None or getattr(cur, "base", None) is not reader:
+            keys = IdentityKeys(reader, previous=keys)
+        return LayeredIndex(reader, Delta.empty(reader.dim) if delta is None else delta, keys)
+
     def use(self, index) -> Snapshot:
-        """Answer from `index` from now on (a newer reader, or a reader with a delta)."""
+        """Answer from `index` from now on: a newer reader (wrapped by `layer`), or a
+        LayeredIndex (a reader with a delta)."""
+        if not hasattr(index, "delta"):
+            index = self.layer(index)
         snap = self.snapshot_of(index)
         self._snap = snap   # one reference swap: a call sees the old or the new one whole
         return snap
@@ -159,7 +174,7 @@ class Gallery:
         from faceidx.index import open_index
         from faceidx.index.writer import current_generation
 
-        if current_generation(self.path) == getattr(self._snap.index, "generation", -1):
+        if current_generation(self.path) == self._snap.index.generation:
             return False
         self.use(open_index(self.path))
         return True

@@ -71,10 +71,23 @@ class Delta:
 class LayeredIndex:
     """An IndexReader and a Delta behind the reader's search interface (see identify)."""
 
-    def __init__(self, base, delta: Delta):
+    def __init__(self, base, delta: Delta, keys: IdentityKeys | None = None):
         self.base = base
         self.delta = delta
         self.path = base.path
+        self.keys = keys if keys is not None else IdentityKeys(base)
+
+    def identity_keys(self, face_ids: np.ndarray) -> np.ndarray:
+        """int64 identity key of each face id (-1: no identity, or not found)."""
+        face_ids = np.asarray(face_ids, np.int64)
+        out = self.keys(face_ids) if self.keys.store is not None else \
+            _keys_by_lookup(self.base, face_ids)
+        rows = self.delta.rows_of(face_ids)
+        hit = rows >= 0
+        if hit.any():
+            names = self.delta.identities[rows[hit]]
+            out[hit] = [-1 if n is None else hash(n) for n in names]
+        return out
 
     @property
     def ntotal(self) -> int:
@@ -82,7 +95,11 @@ class LayeredIndex:
 
     @property
     def manifest(self) -> dict:
-        return self.base.manifest
+        """The base's manifest (read once: a reader's snapshot does not change)."""
+        m = self.__dict__.get("_manifest")
+        if m is None:
+            m = self._manifest = self.base.manifest
+        return m
 
     @property
     def meta(self):
@@ -94,7 +111,8 @@ class LayeredIndex:
 
     @property
     def generation(self) -> int:
-        return int(self.base.manifest.get("generation", 0))
+        gen = getattr(self.base, "generation", None)
+        return int(self.base.manifest.get("generation", 0) if gen is None else gen)
 
     def search(self, queries: np.ndarray, k: int, nprobe: int | None = None,
                k_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -138,14 +156,78 @@ class LayeredIndex:
         return set(identity_counts(self))
 
 
+class IdentityKeys:
+    """An int64 key per face id telling identities apart (-1: a face without identity),
+    vectorised: the names of each shard are read once (hashed, as this process hashes
+    strings), so grouping a search's faces by person needs no string per face.
+
+    Owned by its caller (a LayeredIndex); `for_reader(reader, previous)` reuses the
+    arrays of shards that the previous reader had already read.
+    """
+
+    def __init__(self, reader, previous: IdentityKeys | None = None):
+        import threading
+
+        self.store = getattr(reader, "store", None)   # None: names come from lookup
+        self._lock = threading.Lock()
+        self._keys: dict[int, np.ndarray] = {}
+        self._done: dict[tuple, np.ndarray] = {} if previous is None else dict(previous._done)
+
+    def _shard_keys(self, s: int) -> np.ndarray:
+        keys = self._keys.get(s)
+        if keys is None:
+            with self._lock:
+                shard = self.store.shards[s]
+                sig = _signature(shard)
+                keys = self._done.get(sig)
+                if keys is None:
+                    keys = np.asarray([hash(n) for n in shard_names(shard)], np.int64)
+                    self._done[sig] = keys
+                self._keys[s] = keys
+        return keys
+
+    def __call__(self, face_ids: np.ndarray) -> np.ndarray:
+        face_ids = np.asarray(face_ids, np.int64)
+        rows = self.store.rows_of(face_ids).reshape(-1)
+        out = np.full(rows.shape, -1, np.int64)
+        valid = np.flatnonzero(rows >= 0)
+        if len(valid):
+            shard, local = self.store.locate(rows[valid])
+            for s in np.unique(shard):
+                mine = shard == s
+                codes = np.asarray(self.store.shards[s].codes[local[mine]], np.int64)
+                keys = self._shard_keys(int(s))
+                out[valid[mine]] = np.where(codes >= 0, keys[np.maximum(codes, 0)], -1)
+        return out.reshape(face_ids.shape)
+
+
+def _signature(shard) -> tuple:
+    """What identifies a shard's names: its folder, rows and names file (size, mtime)."""
+    st = (shard.folder / "identity_offsets.npy").stat()
+    return (str(shard.folder), shard.rows, st.st_size, st.st_mtime_ns)
+
+
+def shard_names(shard) -> list[str]:
+    """A shard's identity names by code, decoded in one pass over its names blob."""
+    blob, offsets = shard.names.blob, np.asarray(shard.names.offsets)
+    data = bytes(blob)
+    return [data[offsets[i]:offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
+
+
 def _unit(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q, np.float32)
     q = q[None, :] if q.ndim == 1 else q
     return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
 
 
+def _keys_by_lookup(index, face_ids: np.ndarray) -> np.ndarray:
+    names, _ = index.lookup(face_ids)
+    return np.asarray([-1 if n is None else hash(n) for n in names.reshape(-1)],
+                      np.int64).reshape(face_ids.shape)
+
+
 def _erased_mask(reader, shard) -> np.ndarray | None:
-    erased = reader.erased
+    erased = getattr(reader, "erased", np.empty(0, np.int64))
     lo, hi = np.searchsorted(erased, [shard.row_offset, shard.row_offset + shard.rows])
     if lo == hi:
         return None
@@ -156,8 +238,6 @@ def _erased_mask(reader, shard) -> np.ndarray | None:
 
 def identity_counts(index) -> Counter:
     """{identity: faces} over the index's row store (erased rows left out) and its delta."""
-    from faceidx.index.store import identity_names_of
-
     base = getattr(index, "base", index)
     counts: Counter = Counter()
     for shard in base.store.shards:
@@ -168,7 +248,7 @@ def identity_counts(index) -> Counter:
         codes = codes[codes >= 0]
         if not len(codes):
             continue
-        names = identity_names_of(shard.folder)
+        names = shard_names(shard)
         for code, n in zip(*np.unique(codes, return_counts=True), strict=True):
             counts[names[code]] += int(n)
     delta = getattr(index, "delta", None)
@@ -179,12 +259,10 @@ def identity_counts(index) -> Counter:
 
 def identity_faces(index, identity: str) -> tuple[np.ndarray, list[str | None]]:
     """(face ids, sources) of one identity's faces in the index and its delta."""
-    from faceidx.index.store import identity_names_of
-
     base = getattr(index, "base", index)
     ids, sources = [], []
     for shard in base.store.shards:
-        names = identity_names_of(shard.folder)
+        names = shard_names(shard)
         if identity not in names:
             continue
         local = np.flatnonzero(np.asarray(shard.codes) == names.index(identity))
@@ -207,8 +285,9 @@ def has_faces(index, face_ids) -> np.ndarray:
     base = getattr(index, "base", index)
     rows = base.store.rows_of(face_ids)
     live = rows >= 0
-    if live.any() and len(base.erased):
-        live[live] = ~np.isin(rows[live], base.erased)
+    erased = getattr(base, "erased", np.empty(0, np.int64))
+    if live.any() and len(erased):
+        live[live] = ~np.isin(rows[live], erased)
     delta = getattr(index, "delta", None)
     if delta is not None:
         live |= delta.rows_of(face_ids) >= 0

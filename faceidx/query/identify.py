@@ -179,9 +179,9 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
                       max_depth: int = MAX_DEPTH) -> IdentityHits:
     """Top-k distinct identities per query, as arrays (the vectorised core of identify).
 
-    depth: faces fetched per probe at first (default 4*k + 16); probes that got fewer
-    than k identities from a full list are searched again with twice the depth, up to
-    max_depth. Faces are grouped by identity in the index's (exactly re-ranked) order,
+    depth: faces fetched per probe at first (default: `default_depth`); probes that got fewer
+    than k identities from a full list are searched again deeper (twice, or 1.5 x the
+    depth the identities found so far say k needs), up to max_depth. Faces are grouped by identity in the index's (exactly re-ranked) order,
     a person keeping their best face; then the k chosen faces are re-scored with
     `index.exact_scores` and re-sorted, so every returned score is exact. Faces without
     an identity count as their own candidate.
@@ -202,7 +202,7 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
     out = IdentityHits(np.full((len(q), k), -np.inf), np.full((len(q), k), -1, np.int64),
                        np.full((len(q), k), None, object), np.full((len(q), k), None, object))
     todo = np.arange(len(q))
-    d = min(max(depth or 4 * k + 16, k), max(ntotal, 1))
+    d = min(max(depth or default_depth(index, k), k), max(ntotal, 1))
     while len(todo):
         ids, names, srcs, full = _distinct(index, q[todo], k, d, nprobe)
         short = (ids < 0).any(axis=1) & full
@@ -210,7 +210,10 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
         rows = todo[done]
         out.face_ids[rows], out.identities[rows], out.sources[rows] = ids[done], names[done], srcs[done]
         todo = todo[~done]
-        d = min(2 * d, ntotal, max_depth)
+        # deeper: at least twice, or as deep as the identities found so far say k needs
+        # (a person with thousands of faces fills a shallow list alone)
+        found = int((ids[~done] >= 0).sum(axis=1).min(initial=k))
+        d = min(max(2 * d, -(-d * k * 3 // (2 * max(found, 1)))), ntotal, max_depth)
     valid = out.face_ids >= 0
     if valid.any():
         exact = np.asarray(index.exact_scores(q, np.where(valid, out.face_ids, out.face_ids[valid][0])),
@@ -226,10 +229,18 @@ def search_identities(index: SearchableIndex, queries: np.ndarray, k: int = 5,
     return out
 
 
+def default_depth(index: SearchableIndex, k: int) -> int:
+    """Faces fetched per probe at first: 4k + 16, or the k * k_factor candidates the
+    search re-ranks anyway for k identities (free depth: fewer second rounds when a
+    person has many faces)."""
+    tuned = int(getattr(index, "manifest", {}).get("search", {}).get("k_factor", 1) or 1)
+    return max(4 * k + 16, k * tuned)
+
+
 def _block_rows(index: SearchableIndex, dim: int, k: int, depth: int | None) -> int:
     """Queries per search call so that re-ranked candidate vectors stay within `budget`
     bytes (the deepest search: max_depth faces times the k_factor used)."""
-    d = max(depth or 4 * k + 16, k)
+    d = max(depth or default_depth(index, k), k)
     tuned = int(getattr(index, "manifest", {}).get("search", {}).get("k_factor", 1) or 1)
     cand = max(d, k * tuned) * 2   # the depth may double once for short lists
     return max(1, BLOCK_BYTES // (cand * dim * 4 + 1))
@@ -250,17 +261,14 @@ def _distinct(index: SearchableIndex, q: np.ndarray, k: int, depth: int, nprobe:
     full = valid.all(axis=1)
     flat, inv = np.unique(ids, return_inverse=True)
     inv = inv.reshape(ids.shape)
-    names, sources = index.lookup(flat)
-    names = np.array([None if n in (None, "") else n for n in names], dtype=object)
-    codes_of = {}
-    code = np.array([codes_of.setdefault(n, len(codes_of)) if n is not None else -1
-                     for n in names], np.int64)
-    m = len(codes_of) + ids.size
-    c = code[inv]
-    c = np.where(c >= 0, c, len(codes_of) + np.arange(ids.size).reshape(ids.shape))  # unlabelled: unique
-    key = np.arange(len(ids))[:, None] * m + c
+    key = _identity_codes(index, flat)          # per distinct face: identity code, -1 none
+    n_codes = int(key.max(initial=-1)) + 1
+    m = n_codes + ids.size
+    c = key[inv]
+    c = np.where(c >= 0, c, n_codes + np.arange(ids.size).reshape(ids.shape))  # unlabelled: unique
+    row_key = np.arange(len(ids))[:, None] * m + c
     first = np.zeros(ids.size, bool)
-    first[np.unique(key.ravel(), return_index=True)[1]] = True
+    first[np.unique(row_key.ravel(), return_index=True)[1]] = True
     keep = first.reshape(ids.shape) & valid
     keep &= np.cumsum(keep, axis=1) <= k
     out_ids = np.full((len(ids), k), -1, np.int64)
@@ -269,9 +277,28 @@ def _distinct(index: SearchableIndex, q: np.ndarray, k: int, depth: int, nprobe:
     r, col = np.nonzero(keep)
     slot = (np.cumsum(keep, axis=1) - 1)[r, col]
     out_ids[r, slot] = ids[r, col]
-    out_names[r, slot] = names[inv[r, col]]
-    out_src[r, slot] = sources[inv[r, col]]
+    chosen = out_ids >= 0
+    if chosen.any():   # names and sources only for the faces kept
+        names, sources = index.lookup(out_ids[chosen])
+        out_names[chosen] = [None if n in (None, "") else n for n in names]
+        out_src[chosen] = sources
     return out_ids, out_names, out_src, full
+
+
+def _identity_codes(index: SearchableIndex, face_ids: np.ndarray) -> np.ndarray:
+    """0..U-1 per identity among `face_ids`, -1 for faces without one. Uses the index's
+    vectorised `identity_keys` when it has one, else names from `lookup`."""
+    keys_of = getattr(index, "identity_keys", None)
+    if keys_of is not None:
+        keys = np.asarray(keys_of(face_ids), np.int64)
+        labelled = keys != -1
+        out = np.full(len(keys), -1, np.int64)
+        out[labelled] = np.unique(keys[labelled], return_inverse=True)[1]
+        return out
+    names, _ = index.lookup(face_ids)
+    codes: dict = {}
+    return np.array([codes.setdefault(n, len(codes)) if n not in (None, "") else -1
+                     for n in names], np.int64)
 
 
 def mate_ranks(results: Sequence[Identification], identities: Sequence[str]

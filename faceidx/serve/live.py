@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from faceidx.gallery.layered import Delta, LayeredIndex, check_known
+from faceidx.gallery.layered import Delta, check_known
 from faceidx.serve.wal import WAL_NAME, AddRecord, EraseRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ class LiveGallery:
         self.gallery.refresh()
         self.wal = WriteAheadLog(gallery.path / WAL_NAME)
         self._delta = self._replay()
-        self._swap(self.gallery.index if not isinstance(self.gallery.index, LayeredIndex)
-                   else self.gallery.index.base)
+        self._swap(self.gallery.index.base)
         self._stop = threading.Event()
         self._thread = None
         if background:
@@ -59,7 +58,7 @@ class LiveGallery:
     # -- state --------------------------------------------------------------------------
 
     def _replay(self) -> Delta:
-        base = self.gallery.index
+        base = self.gallery.index.base
         delta = Delta.empty(base.dim)
         records = self.wal.read()
         for rec in records:
@@ -78,7 +77,7 @@ class LiveGallery:
 
     def _swap(self, reader) -> None:
         """Answer from `reader` plus the current delta (caller holds _state or is __init__)."""
-        self.gallery.use(LayeredIndex(reader, self._delta))
+        self.gallery.use(self.gallery.layer(reader, self._delta))
 
     @property
     def pending(self) -> int:
