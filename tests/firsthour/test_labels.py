@@ -109,3 +109,31 @@ def test_enrol_into_a_folder_that_is_not_an_index(tmp_path, orl):
     (tmp_path / "stuff" / "notes.txt").write_text("x")
     r = run("enrol", tmp_path / "stuff", orl / "s1" / "1.pgm", "--name", "x", "--detector", "none")
     assert r.exit_code == 1 and "not an index" in r.output
+
+
+def test_sources_relative_to_the_embedded_root_and_legacy_resume(orl, tmp_path):
+    from faceidx.embedder.pipeline import SETTINGS_NAME, embed_source
+    from faceidx.embedder.sources import SourceItem
+    from faceidx.io import open_collection
+
+    tree = tmp_path / "photos"
+    for s in ("s1", "s2"):
+        link(orl / s / "1.pgm", tree / s / "1.pgm")
+    (tree / "s2" / "broken.pgm").write_bytes(b"P5\n")
+    r = run("embed", tree, "--out", tmp_path / "e", "--detector", "none", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    assert sorted(open_collection(tmp_path / "e").read_all().sources) == ["s1/1.pgm", "s2/1.pgm"]
+    failures = (tmp_path / "e" / "failures.jsonl").read_text()
+    assert '"path": "s2/broken.pgm"' in failures and str(tmp_path) not in failures
+    # a collection begun when sources were full paths resumes on them: nothing twice
+    legacy = tmp_path / "legacy"
+    embed_source([SourceItem(str(tree / "s1" / "1.pgm"), "s1")], legacy, "dlib-resnet-v1",
+                 detector="none", device="cpu")
+    settings = json.loads((legacy / SETTINGS_NAME).read_text())
+    del settings["sources"]
+    (legacy / SETTINGS_NAME).write_text(json.dumps(settings))
+    r = run("embed", tree, "--out", legacy, "--detector", "none", "--workers", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.splitlines()[-1])["faces"] == 1            # only s2/1.pgm is new
+    assert sorted(open_collection(legacy).read_all().sources) == [
+        str(tree / "s1" / "1.pgm"), str(tree / "s2" / "1.pgm")]
