@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -124,6 +123,9 @@ def _people(people: dict[str, int]) -> str:
 
 def _index_settings(index_dir: Path) -> tuple[str | None, str | None]:
     """(model spec, detector) of an existing index; (None, None) when there is none yet."""
+    from types import SimpleNamespace
+
+    from faceidx.gallery.probes import index_detector
     from faceidx.index.manifest import MANIFEST_NAME, IndexManifest
 
     if not (index_dir / MANIFEST_NAME).exists():
@@ -133,15 +135,8 @@ def _index_settings(index_dir: Path) -> tuple[str | None, str | None]:
                             index_dir)
         return None, None
     m = IndexManifest.load(index_dir)
-    detector = None
-    for c in m.collections:
-        settings_file = Path(c.get("path", "")) / "embed.json"
-        if settings_file.exists():
-            try:
-                detector = json.loads(settings_file.read_text()).get("detector")
-            except (OSError, ValueError):
-                detector = None
-            break
+    # the one reader of "which detector built this index" reads a reader's manifest dict
+    detector = index_detector(SimpleNamespace(manifest=m.to_json()))
     return m.meta.model, detector
 
 
