@@ -153,7 +153,8 @@ def _warn_failures(out: Path, naming) -> None:
     from faceidx.io import open_collection
 
     failed = {row["path"]: row.get("reason") for row in read_failures(out / FAILURES_NAME)}
-    failed = {p: r for p, r in failed.items() if any(it.path == p for it in naming.items)}
+    mine = {it.stored for it in naming.items}   # failures are kept under the stored name
+    failed = {p: r for p, r in failed.items() if p in mine}
     if not failed:
         return
     shown = ", ".join(f"{Path(p).name} ({str(r).replace('_', ' ')})" for p, r in list(failed.items())[:3])

@@ -77,12 +77,16 @@ def test_enrol_names_creates_adds_and_keeps_the_index_settings(orl, tmp_path):
     tree = tmp_path / "team"
     for s in ("s1", "s2", "s3"):
         link(orl / s / "1.pgm", tree / f"person_{s}" / "1.pgm")
+    (tree / "person_s5").mkdir()
+    (tree / "person_s5" / "1.pgm").write_bytes(b"P5\n")           # a broken photo
     idx = tmp_path / "people.index"
     r = run("enrol", idx, tree, "--detector", "none", "--workers", "0", "--json")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
+    assert "1 photo(s) not enrolled: 1.pgm" in r.output
+    assert "1 person(s) have no usable photo and are not enrolled: person_s5" in r.output
+    out = json.loads(r.stdout.splitlines()[-1])
     assert out["created"] and out["added"] == 3 and out["identities"] == 3
-    assert out["people"] == {"person_s1": 1, "person_s2": 1, "person_s3": 1}
+    assert out["people"] == {"person_s1": 1, "person_s2": 1, "person_s3": 1, "person_s5": 1}
     # photos with --name; the index's detector is used (none), another is refused
     more = [link(orl / "s4" / f"{n}.pgm", tmp_path / "new" / f"{n}.pgm") for n in (1, 2)]
     r = run("enrol", idx, *more, "--name", "Jane Doe", "--detector", "hog", "--workers", "0")
