@@ -46,11 +46,14 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
 @click.option("--identity-regex", default=None,
               help=r"Flat folder: identity = group 1 of this regex in the file name, "
                    r"e.g. 'subject(\d+)\.'.")
+@click.option("--retry-failed", is_flag=True,
+              help="Also try again the images failures.jsonl lists (e.g. files that were "
+                   "still being copied); their old records are replaced.")
 @ray_option
 @json_option
 def embed(source: Path, out: Path, model: str, device: str, batch_size: int, workers: int | None,
           tta: str, shard_rows: int, detector: str, policy: str, identity_regex: str | None,
-          ray_address: str | None, as_json: bool) -> None:
+          retry_failed: bool, ray_address: str | None, as_json: bool) -> None:
     """Detect, align and embed the faces of SOURCE into the collection OUT.
 
     SOURCE is a folder-per-identity tree (LFW, ORL), a flat folder (identities from
@@ -59,7 +62,8 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
 
     Images that cannot be decoded or hold no face go to OUT/failures.jsonl with the
     reason; the summary counts them. Rerunning after a kill resumes: sources already
-    in finished shards or in failures.jsonl are skipped.
+    in finished shards or in failures.jsonl are skipped (--retry-failed tries the
+    latter again).
 
     \b
     Example:
@@ -96,12 +100,14 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
         with ray_session(ray_address_arg(ray_address), quiet=settings().quiet):
             summary = embed_source_ray(items, out, model, batch_size=batch_size, tta=tta,
                                        detector=detector, policy=policy, shard_rows=shard_rows,
-                                       device=device, progress=settings().progress)
+                                       device=device, progress=settings().progress,
+                                       retry_failed=retry_failed)
     else:
         summary = embed_source(items, out, model, device=device, batch_size=batch_size,
                                workers=workers, tta=tta, detector=detector, policy=policy,
                                shard_rows=shard_rows, progress=settings().progress,
-                               labelling={"identity_regex": identity_regex})
+                               labelling={"identity_regex": identity_regex},
+                               retry_failed=retry_failed)
     if as_json:
         echo_json(summary.to_json())
         return
