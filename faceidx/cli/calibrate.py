@@ -51,8 +51,8 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
     A holdout is a set of labelled faces the gallery has never seen: it shows which
     scores strangers reach, so the threshold can keep them out. To get one, take photos
     of people you did not enrol (a public labelled face set such as LFW works), in one
-    folder per person or named by person (Jane_Doe_0001.jpg), and add other photos of
-    enrolled people if you have them.
+    folder per person or named by person (Jane_Doe_0001.jpg), two or more of some people
+    (the 1:1 numbers need pairs), and add other photos of enrolled people if you have them.
 
     \b
     Example:
