@@ -131,7 +131,8 @@ class LayeredIndex:
 
     def lookup(self, face_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         face_ids = np.asarray(face_ids, np.int64)
-        names, sources = self.base.lookup(face_ids)
+        names, sources = (self.keys.lookup(face_ids) if self.keys.store is not None
+                          else self.base.lookup(face_ids))
         rows = self.delta.rows_of(face_ids)
         hit = rows >= 0
         if hit.any():
@@ -157,48 +158,95 @@ class LayeredIndex:
 
 
 class IdentityKeys:
-    """An int64 key per face id telling identities apart (-1: a face without identity),
-    vectorised: the names of each shard are read once (hashed, as this process hashes
-    strings), so grouping a search's faces by person needs no string per face.
+    """Per-face identity keys, names and sources of an index's row store, vectorised.
 
-    Owned by its caller (a LayeredIndex); `for_reader(reader, previous)` reuses the
-    arrays of shards that the previous reader had already read.
+    `keys(face_ids)` gives an int64 per face telling identities apart (-1: a face without
+    identity); each shard's names are read once (and hashed, as this process hashes
+    strings), so grouping a search's faces by person needs no string per face.
+    `lookup(face_ids)` gives names and sources with one gather per shard.
+
+    Owned by its caller (a LayeredIndex); `IdentityKeys(reader, previous)` reuses what
+    the previous one read for shards both readers share.
     """
 
     def __init__(self, reader, previous: IdentityKeys | None = None):
         import threading
 
         self.store = getattr(reader, "store", None)   # None: names come from lookup
+        self.erased = getattr(reader, "_is_erased", None)
         self._lock = threading.Lock()
-        self._keys: dict[int, np.ndarray] = {}
-        self._done: dict[tuple, np.ndarray] = {} if previous is None else dict(previous._done)
+        self._shards: dict[int, tuple] = {}
+        self._done: dict[tuple, tuple] = {} if previous is None else dict(previous._done)
 
-    def _shard_keys(self, s: int) -> np.ndarray:
-        keys = self._keys.get(s)
-        if keys is None:
+    def warm(self) -> None:
+        """Read every shard's names now (a service does it in the background at start)."""
+        if self.store is not None:
+            for s in range(len(self.store.shards)):
+                self._shard(s)
+
+    def _shard(self, s: int) -> tuple:
+        """(keys by code, names by code, sources mmap) of shard s."""
+        got = self._shards.get(s)
+        if got is None:
             with self._lock:
                 shard = self.store.shards[s]
                 sig = _signature(shard)
-                keys = self._done.get(sig)
-                if keys is None:
-                    keys = np.asarray([hash(n) for n in shard_names(shard)], np.int64)
-                    self._done[sig] = keys
-                self._keys[s] = keys
-        return keys
+                got = self._done.get(sig)
+                if got is None:
+                    names = shard_names(shard)
+                    got = (np.asarray([hash(n) for n in names], np.int64),
+                           np.asarray(names, object), _map(shard.folder / "sources.bin"))
+                    self._done[sig] = got
+                self._shards[s] = got
+        return got
+
+    def _groups(self, face_ids: np.ndarray):
+        """(flat output positions, shard, local rows) per shard holding some of face_ids."""
+        rows = self.store.rows_of(face_ids).reshape(-1)
+        if self.erased is not None:
+            rows[self.erased(rows)] = -1
+        valid = np.flatnonzero(rows >= 0)
+        if not len(valid):
+            return
+        shard, local = self.store.locate(rows[valid])
+        for s in np.unique(shard):
+            mine = shard == s
+            yield valid[mine], int(s), local[mine]
 
     def __call__(self, face_ids: np.ndarray) -> np.ndarray:
         face_ids = np.asarray(face_ids, np.int64)
-        rows = self.store.rows_of(face_ids).reshape(-1)
-        out = np.full(rows.shape, -1, np.int64)
-        valid = np.flatnonzero(rows >= 0)
-        if len(valid):
-            shard, local = self.store.locate(rows[valid])
-            for s in np.unique(shard):
-                mine = shard == s
-                codes = np.asarray(self.store.shards[s].codes[local[mine]], np.int64)
-                keys = self._shard_keys(int(s))
-                out[valid[mine]] = np.where(codes >= 0, keys[np.maximum(codes, 0)], -1)
+        out = np.full(face_ids.size, -1, np.int64)
+        for pos, s, local in self._groups(face_ids):
+            codes = np.asarray(self.store.shards[s].codes[local], np.int64)
+            keys = self._shard(s)[0]
+            out[pos] = np.where(codes >= 0, keys[np.maximum(codes, 0)], -1)
         return out.reshape(face_ids.shape)
+
+    def lookup(self, face_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(identities, sources) object arrays shaped like face_ids; None where unknown."""
+        face_ids = np.asarray(face_ids, np.int64)
+        names = np.full(face_ids.size, None, object)
+        sources = np.full(face_ids.size, None, object)
+        for pos, s, local in self._groups(face_ids):
+            shard = self.store.shards[s]
+            codes = np.asarray(shard.codes[local], np.int64)
+            _, by_code, blob = self._shard(s)
+            names[pos] = np.where(codes >= 0, by_code[np.maximum(codes, 0)], None)
+            off = np.asarray(shard.sources.offsets)
+            a, b = off[local], off[local + 1]
+            sources[pos] = [blob[x:y].decode() or None if blob is not None and y > x else None
+                            for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+        return names.reshape(face_ids.shape), sources.reshape(face_ids.shape)
+
+
+def _map(path):
+    """A read-only mmap of a file (None when it is empty)."""
+    import mmap
+
+    if path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ)
 
 
 def _signature(shard) -> tuple:
@@ -209,9 +257,7 @@ def _signature(shard) -> tuple:
 
 def shard_names(shard) -> list[str]:
     """A shard's identity names by code, decoded in one pass over its names blob."""
-    blob, offsets = shard.names.blob, np.asarray(shard.names.offsets)
-    data = bytes(blob)
-    return [data[offsets[i]:offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
+    return shard.names.all()
 
 
 def _unit(q: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ runs one model batch. The app (faceidx/serve/app.py) maps this onto HTTP.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -64,6 +65,8 @@ class Service:
                                   on_batch=self.metrics.batch_of("embed"))
         self.ready = True
         self.closed = False
+        # identity keys of the shards, read off the request path (first queries stay fast)
+        threading.Thread(target=gallery.index.keys.warm, name="faceidx-warm", daemon=True).start()
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, config: ServeConfig | None = None) -> Service:
