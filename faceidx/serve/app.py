@@ -35,6 +35,7 @@ from faceidx.errors import (
     ModelMismatchError,
     NotFoundError,
 )
+from faceidx.gallery import Verification
 from faceidx.serve import schemas as S
 from faceidx.serve.guard import BodyTooLarge, Guard
 from faceidx.serve.service import Service
@@ -163,7 +164,7 @@ def create_app(service: Service, token: str | None = None, close_on_shutdown: bo
         return JSONResponse({"results": results})   # built here: no response re-validation
 
     @app.post("/v1/verify", openapi_extra=S.two_bodies(S.VerifyJSON, S.VerifyForm, "image", many=False),
-              response_model=S.VerifyResponse, tags=["identify"])
+              response_model=Verification, tags=["identify"])
     async def verify(request: Request):
         """1:1: is this probe (an embedding, or an image's largest face) the claimed
         identity? Judged against the calibrated 1:1 threshold unless one is given."""

@@ -75,17 +75,6 @@ class IdentifyResponse(BaseModel):
     results: list[Result]
 
 
-class VerifyResponse(BaseModel):
-    identity: str
-    match: bool
-    score: float
-    threshold: float
-    threshold_from: str
-    target_far: float | None
-    face_id: int | None
-    box: list[int] | None = None
-
-
 class EnrolResponse(BaseModel):
     identity: str
     face_ids: list[int]
