@@ -142,6 +142,8 @@ def train(data: Path, out: Path, init: str, architecture: str, embedding_dim: in
                          f"{h['images_per_s']:.1f} img/s")
         if h.get("val_accuracy") is not None:
             parts.append(f"val acc {h['val_accuracy']:.4f}  TAR@FAR=1e-3 {h['val_tar_at_far_1e-3']:.4f}")
+            if h.get("val_tpir_at_fpir_1e-2") is not None:
+                parts.append(f"TPIR@FPIR=1% {h['val_tpir_at_fpir_1e-2']:.4f}")
         click.echo("  ".join(parts))
     click.echo(f"model    {out} ({summary['model']} {summary['version']})")
     if result.curves:
