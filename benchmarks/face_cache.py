@@ -38,7 +38,7 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def build(name: str, files: list[str], labels: list[str], out: Path) -> None:
+def build(name: str, files: list[str], labels: list[str], out: Path, sample: int = 0) -> None:
     folder = out / name
     if (folder / "faces.npz").exists():
         emit({"bench": "face_cache", "pipeline": name, "cached": True})
@@ -51,7 +51,7 @@ def build(name: str, files: list[str], labels: list[str], out: Path) -> None:
             "landmarks": np.zeros((n, 5, 2), np.float32), "faces_found": np.zeros(n, np.int32),
             "hw": np.zeros((n, 2), np.int32)}
     if name == "dlib-own":
-        vectors = _dlib_own(files, meta)
+        vectors = _dlib_own(files, meta, sample)
         np.save(folder / "vectors.npy", vectors)
     else:
         chips = np.lib.format.open_memmap(folder / "chips.npy.tmp", "w+", np.uint8,
@@ -94,8 +94,10 @@ def build(name: str, files: list[str], labels: list[str], out: Path) -> None:
           "note": "2-core machine shared with other jobs (loaded)"})
 
 
-def _dlib_own(files: list[str], meta: dict) -> np.ndarray:
-    """dlib's reference pipeline end to end; raw 128-D descriptors (zeros: no face)."""
+def _dlib_own(files: list[str], meta: dict, sample: int = 0) -> np.ndarray:
+    """dlib's reference pipeline end to end; raw 128-D descriptors (zeros: no face or not
+    in the sample). `sample` > 0: only that many images drawn with seed 0 (``meta["run"]``
+    marks them): dlib's descriptor costs ~0.1 s of CPU per face."""
     import dlib
 
     from faceidx.embedder.weights import dlib_landmarks_path, dlib_resnet_path
@@ -104,7 +106,12 @@ def _dlib_own(files: list[str], meta: dict) -> np.ndarray:
     landmarks = dlib.shape_predictor(str(dlib_landmarks_path()))
     net = dlib.face_recognition_model_v1(str(dlib_resnet_path()))
     out = np.zeros((len(files), 128), np.float32)
-    for i, path in enumerate(files):
+    rows = np.arange(len(files))
+    if 0 < sample < len(files):
+        rows = np.sort(np.random.default_rng(0).choice(len(files), sample, replace=False))
+    meta["run"] = np.isin(np.arange(len(files)), rows)
+    for i in rows:
+        path = files[i]
         img = dlib.load_rgb_image(path)
         rects, scores, _ = detector.run(img, 1, 0.0)
         if not len(rects):
@@ -155,6 +162,10 @@ def vectors(out: Path, name: str, tta: str = "none", rows: np.ndarray | None = N
     enc = Encoder(load_model("dlib-resnet-v1", device="cpu"), "cpu", tta)
     v = np.zeros((len(ok), 128), np.float32)
     idx = np.flatnonzero(ok)
+    if name == "hog+mtcnn":          # the dlib-hog chips plus MTCNN's: embed only the latter
+        base = vectors(out, "dlib-hog", tta, rows)
+        v[:] = base
+        idx = np.flatnonzero(ok & (d["detector"] == "mtcnn"))
     t0 = time.perf_counter()
     for lo in range(0, len(idx), batch):
         sel = idx[lo:lo + batch]
@@ -167,15 +178,33 @@ def vectors(out: Path, name: str, tta: str = "none", rows: np.ndarray | None = N
     return v
 
 
+def dlib_own_parity(out: Path) -> dict:
+    """dlib's own pipeline (run on a sample) against faceidx's dlib-hog rows found at
+    upsample 1: how many no-face verdicts differ and the worst cosine of the vectors."""
+    own, ours = load(out, "dlib-own"), load(out, "dlib-hog")
+    run = own["run"] if "run" in own else np.ones(len(own["ok"]), bool)
+    up1 = ours["ok"] & (ours["detector"] == "hog")
+    both = run & own["ok"] & up1
+    a = vectors(out, "dlib-own")[both]
+    b = vectors(out, "dlib-hog")[both]
+    cos = np.sum(a * b, axis=1)
+    return {"bench": "face_cache.parity", "images_run_through_dlib": int(run.sum()),
+            "faces_compared": int(both.sum()),
+            "no_face_disagreements": int((run & (own["ok"] != up1)).sum()),
+            "cosine_min": round(float(cos.min()), 7), "cosine_mean": round(float(cos.mean()), 7)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
+    ap.add_argument("--sample", type=int, default=0,
+                    help="dlib-own: run dlib on this many images drawn with seed 0 (0: all)")
     args = ap.parse_args(argv)
     labels, files = tree_labels(args.data)
     for name in args.pipelines:
-        build(name, [str(f) for f in files], list(labels), args.out)
+        build(name, [str(f) for f in files], list(labels), args.out, args.sample)
     return 0
 
 

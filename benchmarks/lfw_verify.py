@@ -149,18 +149,28 @@ def compare_pipelines(args, pairs, pairs_from, folds, path_of, wanted) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     import face_cache
 
+    if (args.cache / "dlib-own" / "faces.npz").exists():
+        emit(face_cache.dlib_own_parity(args.cache))
     for name in args.pipelines:
-        d = face_cache.load(args.cache, name)
+        # dlib's own pipeline = faceidx's dlib-hog rows HOG found at upsample 1 (parity above)
+        d = face_cache.load(args.cache, "dlib-hog" if name == "dlib-own" else name)
+        ok = d["ok"] & (d["detector"] == "hog") if name == "dlib-own" else d["ok"]
         row_of = {str(p): i for i, p in enumerate(d["paths"])}
-        rows = np.array(sorted({row_of[path_of[w]] for w in wanted}))
         for tta in (["none"] if name == "dlib-own" else args.tta):
-            v = face_cache.vectors(args.cache, name, tta, rows=rows)
-            vectors = {w: (v[row_of[path_of[w]]] if d["ok"][row_of[path_of[w]]] else None)
-                       for w in wanted}
+            use, use_folds = pairs, folds
+            if args.first_folds < folds:        # e.g. jitter's 10 views are costly on a CPU
+                use_folds = args.first_folds
+                use = [p for p in pairs if p.fold < use_folds]
+            need = {(p.name1, p.i) for p in use} | {(p.name2, p.j) for p in use}
+            sub = np.array(sorted({row_of[path_of[w]] for w in need}))
+            v = face_cache.vectors(args.cache, "dlib-hog" if name == "dlib-own" else name, tta,
+                                   rows=sub if tta == "jitter" else None)
+            vectors = {w: (v[row_of[path_of[w]]] if ok[row_of[path_of[w]]] else None)
+                       for w in need}
             emit({"bench": "lfw_verify", "pipeline": name, "pairs_from": pairs_from, "tta": tta,
-                  "folds": folds, "images": len(wanted),
-                  "images_no_face": int(sum(vectors[w] is None for w in wanted)),
-                  **evaluate(pairs, vectors, folds), **DLIB_PUBLISHED})
+                  "folds": use_folds, "images": len(need),
+                  "images_no_face": int(sum(vectors[w] is None for w in need)),
+                  **evaluate(use, vectors, use_folds), **DLIB_PUBLISHED})
     return 0
 
 
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a benchmarks/face_cache.py folder: compare its pipelines side by side "
                          "(dlib's own included) instead of embedding here")
     ap.add_argument("--pipelines", nargs="+", default=["dlib-own", "pil-hog", "dlib-hog", "hog+mtcnn"])
+    ap.add_argument("--first-folds", type=int, default=10,
+                    help="with --cache: evaluate the first this many folds only (jitter is costly)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

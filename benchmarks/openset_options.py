@@ -15,9 +15,10 @@ Protocol per split seed (identities split at random, exact cosine search):
   (stranger): that is how detection failures cost TPIR.
 
 Options (one JSON line per option set and seed, then a summary line per option set):
-  pipeline  pil-hog (faceidx before issue 13), dlib-hog, hog+mtcnn
+  pipeline  dlib-own (dlib's own pipeline), pil-hog (faceidx before issue 13), dlib-hog,
+            hog+mtcnn
   tta       none, flip
-  norm      raw cosine, as-norm (cohort top 100)
+  norm      raw cosine, as-norm (--cohort-top scores of the COHORT third, default 100)
   rule      best, mean_top, template, knn (with --enrol 3)
   gate      none, quality (gate fitted on CAL)
 """
@@ -37,7 +38,7 @@ import face_cache  # noqa: E402
 
 from faceidx.query import metrics as M  # noqa: E402
 from faceidx.query.aggregate import identity_scores  # noqa: E402
-from faceidx.query.quality_gate import fit_gate  # noqa: E402
+from faceidx.query.quality_gate import fit_gate, rates_by_bucket  # noqa: E402
 from faceidx.query.scorenorm import Cohort, as_norm  # noqa: E402
 
 
@@ -63,11 +64,12 @@ def qualities(out: Path, name: str) -> np.ndarray:
     return q
 
 
-def split(identity: np.ndarray, seed: int, enrol: int, max_probes: int) -> dict:
-    """Row masks: gallery, cal/test mated probes, cohort/cal/test strangers."""
+def split(identity: np.ndarray, seed: int, enrol: int, max_probes: int, min_images: int = 2) -> dict:
+    """Row masks: gallery, cal/test mated probes, cohort/cal/test strangers. Enrolled
+    people are drawn from those with at least max(min_images, enrol + 1) images."""
     rng = np.random.default_rng(seed)
     names, counts = np.unique(identity, return_counts=True)
-    multi = rng.permutation(names[counts >= (enrol + 1 if enrol > 1 else 2)])
+    multi = rng.permutation(names[counts >= max(min_images, enrol + 1)])
     enrolled = multi[: len(multi) // 2]
     e_cal = set(enrolled[: len(enrolled) // 2])
     e_all = set(enrolled)
@@ -95,7 +97,7 @@ def run(v, ok, q, identity, m, opts, target: float) -> dict:
     """TPIR / FPIR on TEST for one option set; thresholds from CAL."""
     gal = m["gallery"] & ok
     names, _ = np.unique(identity[gal], return_inverse=True)
-    cohort = Cohort(v[m["cohort"] & ok], top_k=100) if opts["norm"] == "as-norm" else None
+    cohort = Cohort(v[m["cohort"] & ok], top_k=opts["cohort_top"]) if opts["norm"] == "as-norm" else None
 
     def search(rows):
         rows = rows & ok
@@ -140,8 +142,15 @@ def run(v, ok, q, identity, m, opts, target: float) -> dict:
         gate, thr = 0.0, M.threshold_at_fpir(top_cal[np.isfinite(top_cal)], target)
     pass_n = np.nan_to_num(q[m["s_test"]]) >= gate
     pass_m = np.nan_to_num(q[m["m_test"]]) >= gate
-    return {"threshold": round(float(thr), 5), "gate": round(float(gate), 4),
+    # the same measured at the TEST strangers' own FPIR-1% threshold (no calibration
+    # noise: how well the option separates mates from strangers)
+    thr_test = M.threshold_at_fpir(np.where(pass_n & np.isfinite(top_test), top_test, -1e9), target)
+    buckets = rates_by_bucket(np.nan_to_num(q[m["s_test"]]), top_test, np.nan_to_num(q[m["m_test"]]),
+                              rank_test, score_test, thr)
+    return {"buckets": buckets, "threshold": round(float(thr), 5), "gate_value": round(float(gate), 4),
             "tpir": round(float(np.mean(pass_m & (rank_test == 1) & (score_test >= thr))), 4),
+            "tpir_at_test_fpir": round(float(np.mean(pass_m & (rank_test == 1)
+                                                     & (score_test >= thr_test))), 4),
             "fpir": round(float(np.mean(pass_n & (top_test >= thr))), 4),
             "rank1": round(float(np.mean(rank_test == 1)), 4),
             "refused_mated": round(float(np.mean(~pass_m)), 4),
@@ -156,25 +165,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-fpir", type=float, default=0.01)
     ap.add_argument("--enrol", type=int, default=1, help="photos enrolled per person")
     ap.add_argument("--max-probes", type=int, default=5)
+    ap.add_argument("--min-images", type=int, default=2,
+                    help="enrol people with at least this many images (fix it to compare --enrol)")
     ap.add_argument("--pipelines", nargs="+", default=["pil-hog", "dlib-hog", "hog+mtcnn"])
     ap.add_argument("--tta", nargs="+", default=["none", "flip"])
     ap.add_argument("--norms", nargs="+", default=["raw", "as-norm"])
+    ap.add_argument("--cohort-top", type=int, default=100, help="AS-norm: top cohort scores used")
     ap.add_argument("--rules", nargs="+", default=["best"])
     ap.add_argument("--gates", nargs="+", default=["none", "quality"])
     args = ap.parse_args(argv)
     results: dict = {}
     for name in args.pipelines:
-        d = face_cache.load(args.cache, name)
+        # dlib's own pipeline = faceidx's dlib-hog rows HOG found at upsample 1 (see
+        # face_cache.dlib_own_parity: equal vectors on the images run through dlib)
+        source = "dlib-hog" if name == "dlib-own" else name
+        d = face_cache.load(args.cache, source)
         identity, ok = d["identity"].astype(str), d["ok"]
-        q = qualities(args.cache, name)
-        for tta in args.tta:
-            v = face_cache.vectors(args.cache, name, tta)
+        if name == "dlib-own":
+            ok = ok & (d["detector"] == "hog")
+        q = qualities(args.cache, source)
+        for tta in args.tta if name != "dlib-own" else ["none"]:
+            v = face_cache.vectors(args.cache, source, tta)
             for norm, rule, gate in itertools.product(args.norms, args.rules, args.gates):
                 opts = {"pipeline": name, "tta": tta, "norm": norm, "rule": rule, "gate": gate,
-                        "enrol": args.enrol}
+                        "enrol": args.enrol, "min_images": args.min_images}
+                if norm == "as-norm":
+                    opts["cohort_top"] = args.cohort_top
                 key = json.dumps(opts)
                 for seed in range(args.seeds):
-                    m = split(identity, seed, args.enrol, args.max_probes)
+                    m = split(identity, seed, args.enrol, args.max_probes, args.min_images)
                     row = {"bench": "openset_options", **opts, "seed": seed,
                            **run(v, ok, q, identity, m, opts, args.target_fpir)}
                     emit(row)
@@ -182,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, rows in results.items():
         t = np.array([r["tpir"] for r in rows])
         f = np.array([r["fpir"] for r in rows])
+        o = np.array([r["tpir_at_test_fpir"] for r in rows])
         emit({"bench": "openset_options.summary", **json.loads(key), "seeds": len(rows),
               "tpir_mean": round(float(t.mean()), 4), "tpir_min": float(t.min()), "tpir_max": float(t.max()),
               "tpir_per_seed": t.tolist(), "fpir_mean": round(float(f.mean()), 4),
+              "fpir_per_seed": f.tolist(), "tpir_at_test_fpir_mean": round(float(o.mean()), 4),
+              "tpir_at_test_fpir_per_seed": o.tolist(),
+              "rank1_mean": round(float(np.mean([r["rank1"] for r in rows])), 4),
               "target_fpir": args.target_fpir,
               "note": "2-core machine shared with other jobs (loaded); exact search"})
     return 0

@@ -78,3 +78,20 @@ def test_mtcnn_fallback_finds_what_hog_misses(mtcnn, shared_data):
     (chip,) = Aligner("hog+mtcnn")(image)
     assert chip.detector == "mtcnn" and chip.chip.shape == (150, 150, 3)
     assert chip.faces_in_image >= 1
+
+
+@pytest.mark.gpu
+def test_mtcnn_on_cuda_matches_cpu(mtcnn, shared_data):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from faceidx.embedder.decode import load_image
+    from faceidx.embedder.mtcnn import Mtcnn
+
+    images = [load_image(shared_data / "lfw-subset/Bill_Gates/Bill_Gates_0001.jpg")] * 3
+    cpu, gpu = mtcnn.detect(images), Mtcnn(device="cuda").detect(images)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert len(a.boxes) == len(b.boxes)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
+        np.testing.assert_allclose(a.points, b.points, atol=1.0)
