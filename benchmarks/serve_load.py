@@ -245,6 +245,21 @@ def embed_cli_images_per_s(images: list[Path], tmp: Path) -> float:
     return float(json.loads(line)["images_per_s"])
 
 
+def inprocess(gallery, vectors: np.ndarray, n: int = 256) -> dict:
+    """The same identifications without HTTP: one at a time and in batches of 32
+    (what the service's micro-batches can reach at best), wall and CPU per probe."""
+    gallery.identify(vectors[:32], k=5)   # warm-up
+    out = {}
+    for label, size in (("single", 1), ("batch32", 32)):
+        w, c = time.perf_counter(), time.process_time()
+        for lo in range(0, n, size):
+            gallery.identify(vectors[lo:lo + size], k=5)
+        out[f"{label}_ms_per_probe"] = round((time.perf_counter() - w) / n * 1000, 3)
+        out[f"{label}_cpu_ms_per_probe"] = round((time.process_time() - c) / n * 1000, 3)
+        out[f"{label}_qps"] = round(n / (time.perf_counter() - w), 1)
+    return out
+
+
 def emit(rec: dict, out) -> None:
     line = json.dumps(rec)
     print(line, flush=True)
@@ -299,6 +314,7 @@ def main() -> None:
     records = []
 
     def record(rec):
+        rec["loadavg_1m"] = round(os.getloadavg()[0], 2)   # the machine is shared: say how busy
         records.append(rec)
         emit(rec, out)
 
@@ -308,13 +324,14 @@ def main() -> None:
     g = open_gallery(args.index, threshold="0.9")
     record({"kind": "open_gallery", "faces": int(g.index.ntotal), "seconds": round(time.perf_counter() - t0, 3)})
     dim = g.dim
+    vectors = probe_vectors(args.collection, 2000)
+    record({"kind": "inprocess", **inprocess(g, vectors)})
     del g
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc, ready = start_server(args.index, port, ["--threshold", "0.9"])
     try:
         record({"kind": "startup", "seconds_to_ready": round(ready, 3), "index": str(args.index)})
-        vectors = probe_vectors(args.collection, 2000)
         bodies = [{"embeddings": [v.tolist()], "k": 5} for v in vectors]
         asyncio.run(load(url, bodies, 8, 200, 10))   # warm-up
         for c in (1, 8, 32):

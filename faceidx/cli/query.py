@@ -61,7 +61,7 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
     Example:
       faceidx query faces.index photo.jpg strangers/ -k 3
       faceidx query faces.index group.jpg --faces all --json
-      faceidx query faces.index probes.parquet --threshold 0.93
+      faceidx query faces.index probes.parquet --threshold auto --json
     """
     from faceidx.gallery import open_gallery
     from faceidx.gallery.probes import load_probes

@@ -29,7 +29,7 @@ def verify(index_dir: Path, probe: Path, identity: str, threshold: str, model: s
     \b
     Example:
       faceidx verify faces.index door-camera.jpg --identity Ada_Lovelace
-      faceidx verify faces.index probe.jpg --identity Ada_Lovelace --threshold 0.93 --json
+      faceidx verify faces.index probes.parquet --identity Ada_Lovelace --json
     """
     from faceidx.gallery import open_gallery
     from faceidx.gallery.probes import is_collection
