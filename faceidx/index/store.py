@@ -272,6 +272,13 @@ class RowStore:
         self.shards = shards
         self.starts = np.asarray([s.row_offset for s in shards] + [sum(s.rows for s in shards)],
                                  dtype=np.int64)
+        # each shard's face-id range (an empty shard: lo > hi), so that a look-up opens only
+        # the shards that may hold an id, whatever their number
+        live = [len(s.sorted_face_ids) > 0 for s in shards]
+        self.id_lo = np.asarray([int(s.sorted_face_ids[0]) if ok else 1
+                                 for s, ok in zip(shards, live, strict=True)], np.int64)
+        self.id_hi = np.asarray([int(s.sorted_face_ids[-1]) if ok else 0
+                                 for s, ok in zip(shards, live, strict=True)], np.int64)
 
     @property
     def rows(self) -> int:
@@ -309,14 +316,24 @@ class RowStore:
                 mapping.madvise(mmap.MADV_DONTNEED)
 
     def rows_of(self, face_ids: np.ndarray) -> np.ndarray:
-        """Global rows of `face_ids` (-1 where a face id is not in the index)."""
+        """Global rows of `face_ids` (-1 where a face id is not in the index).
+
+        Only shards whose face-id range holds one of the ids are searched: with ids
+        assigned in order, one shard per id, whatever the number of shards.
+        """
         face_ids = np.asarray(face_ids, np.int64)
         out = np.full(face_ids.shape, -1, np.int64)
-        flat = out.reshape(-1)
-        for s in self.shards:
-            local = s.find(face_ids.reshape(-1))
+        flat, ids = out.reshape(-1), face_ids.reshape(-1)
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        first = np.searchsorted(ordered, self.id_lo, side="left")
+        last = np.searchsorted(ordered, self.id_hi, side="right")
+        for i in np.flatnonzero(first < last):
+            s = self.shards[i]
+            at = order[first[i]:last[i]]
+            local = s.find(ids[at])
             hit = local >= 0
-            flat[hit] = local[hit] + s.row_offset
+            flat[at[hit]] = local[hit] + s.row_offset
         return out
 
     def identities_sources(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

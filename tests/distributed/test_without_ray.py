@@ -105,3 +105,19 @@ def test_shard_bookkeeping_opens_files_linear_in_shards(tmp_path, monkeypatch):
         opens[shards] = len(counter.paths)
     per = {s: n / s for s, n in opens.items()}
     assert per[32] <= per[8] * 1.25, opens   # flat per shard (quadratic would be 4x)
+
+
+def test_lookups_open_only_the_shards_holding_the_face_ids(tmp_path, monkeypatch):
+    write_collection(tmp_path / "c", n_ids=100, per_id=4)
+    build_index(tmp_path / "c", tmp_path / "i",
+                BuildOptions(index_spec="Flat", shard_rows=20, tune_queries=20))
+    reader = open_index(tmp_path / "i")
+    calls = []
+    shard_type = type(reader.store.shards[0])
+    real = shard_type.find
+    monkeypatch.setattr(shard_type, "find", lambda self, ids: calls.append(self) or real(self, ids))
+    names, _ = reader.lookup(np.array([5, 397]))
+    assert list(names) == [reader.lookup(np.array([5]))[0][0], reader.lookup(np.array([397]))[0][0]]
+    calls.clear()
+    reader.lookup(np.array([5, 397, 10**9]))
+    assert len(calls) == 2   # of 20 shards: the two whose face-id ranges hold 5 and 397
