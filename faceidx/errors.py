@@ -59,3 +59,7 @@ class MissingDependencyError(FaceidxError):
 
 class NotFoundError(DataError):
     """An identity or face id that the gallery does not hold."""
+
+
+class MemoryBudgetError(FaceidxError):
+    """An index cannot be built within --max-memory; the message says what would fit."""

@@ -30,7 +30,8 @@ def parse_size(value: str | None) -> int | None:
               help="Index directory to write (resumed when it holds an unfinished build).")
 @click.option("--index-spec", default="auto", show_default=True,
               help="'auto' (parameters from n, D, --max-memory) or a FAISS index_factory string.")
-@click.option("--max-memory", default=None, help="RAM budget of the index codes, e.g. 4G.")
+@click.option("--max-memory", default=None,
+              help="Peak RAM for search and build (codes, ids, centroids, training sample, LUT and re-rank budgets), e.g. 4G; a build that cannot fit is refused, saying what would.")
 @click.option("--train-size", type=click.IntRange(min=1), default=None,
               help="Most vectors sampled to train (default 500000).")
 @click.option("--shard-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
@@ -38,7 +39,9 @@ def parse_size(value: str | None) -> int | None:
 @click.option("--target-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True,
               help="Rank-1 identity agreement with exact search the tuned defaults must reach.")
 @click.option("--tune-queries", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Held-back sample size for tuning nprobe / k_factor.")
+              help="Held-back sample size for tuning nprobe / candidates.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Single-query latency the tuned defaults must stay within (ms).")
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Subtract the collection mean (then renormalise) before indexing.")
 @click.option("--merge", is_flag=True, help="Also merge shards into one memory-mapped index.")
@@ -47,7 +50,7 @@ def parse_size(value: str | None) -> int | None:
 @json_option
 def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | None,
           train_size: int | None, shard_rows: int, target_agreement: float, tune_queries: int,
-          center: bool, merge: bool, device: str, ray_address: str | None,
+          max_latency_ms: float | None, center: bool, merge: bool, device: str, ray_address: str | None,
           as_json: bool) -> None:
     """Index a collection: train on a sample, add shard by shard, tune search defaults.
 
@@ -76,6 +79,7 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
     opts = BuildOptions(index_spec=index_spec, max_memory=parse_size(max_memory),
                         train_size=train_size, shard_rows=shard_rows,
                         target_agreement=target_agreement, tune_queries=tune_queries,
+                        max_latency_ms=max_latency_ms,
                         center=center, merge=merge, device=device, progress=settings().progress)
     try:
         with shard_engine(ray_address, device, settings().quiet) as opts.engine:
@@ -108,8 +112,11 @@ def merge(index_dir: Path, as_json: bool) -> None:
               help="Rank-1 identity agreement with exact search the defaults must reach.")
 @click.option("--tune-queries", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Faces sampled from the index as queries.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Single-query latency the tuned defaults must stay within (ms).")
 @json_option
-def tune(index_dir: Path, target_agreement: float, tune_queries: int, as_json: bool) -> None:
+def tune(index_dir: Path, target_agreement: float, tune_queries: int, max_latency_ms: float | None,
+         as_json: bool) -> None:
     """Tune an index's search defaults (nprobe, k_factor) again against exact search.
 
     `faceidx build` tunes once; run this after `faceidx add` has grown the index, or to
@@ -119,11 +126,12 @@ def tune(index_dir: Path, target_agreement: float, tune_queries: int, as_json: b
     Example:
       faceidx tune faces.index
       faceidx tune faces.index --target-agreement 0.99 --tune-queries 2000
+      faceidx tune faces.index --max-latency-ms 2
     """
     from faceidx.index.writer import open_writer
 
     with open_writer(index_dir, "faceidx tune") as writer:
-        writer.tune(target_agreement, tune_queries)
+        writer.tune(target_agreement, tune_queries, max_latency_ms=max_latency_ms)
     _report(index_dir, as_json)
 
 

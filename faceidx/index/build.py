@@ -54,6 +54,7 @@ class BuildOptions:
     shard_rows: int = 1_000_000
     batch_size: int = 65_536
     target_agreement: float = 0.995
+    max_latency_ms: float | None = None  # single-query latency cap for the tuned defaults
     tune_queries: int = 1000
     center: bool = False
     merge: bool = False
@@ -76,6 +77,7 @@ def build_index(collection: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     if coll.num_rows == 0:
         raise DataError("collection is empty: nothing to index", coll.path)
+    coll.verify()  # every byte against collection.json: damage the page CRCs miss
     fresh = not out.exists() or all(p.name == LOCK_NAME for p in out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, "faceidx build"):
@@ -101,7 +103,8 @@ def _build_stages(coll: Collection, out: Path, manifest: IndexManifest, opts: Bu
     add_shards(coll, out, manifest, opts, gpu=gpu)
     manifest.build["total_seconds"] = round(time.perf_counter() - t0, 3)
     manifest.collections[0]["done"] = True
-    tune_search(out, manifest, opts.target_agreement, opts.tune_queries, opts.seed)
+    tune_search(out, manifest, opts.target_agreement, opts.tune_queries, opts.seed,
+                max_latency_ms=opts.max_latency_ms)
     manifest.complete = not opts.merge
     manifest.save(out)
     if opts.merge:

@@ -181,6 +181,9 @@ class IndexManifest:
                 raise bad(f"{key} is {obj[key]!r}, expected true or false")
         if not isinstance(self.factory, str):
             raise bad("factory must be a string")
+        if "candidates" in self.search and not _is_int(self.search["candidates"], 0):
+            raise bad(f"search.candidates is {self.search['candidates']!r}, expected an "
+                      "integer >= 0")
         for key in ("nprobe", "k_factor"):
             if key in self.search and not _is_int(self.search[key], 1):
                 raise bad(f"search.{key} is {self.search[key]!r}, expected an integer >= 1")

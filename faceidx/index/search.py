@@ -169,14 +169,16 @@ class IndexReader:
         """Top-k faces of each query: (scores (q,k) float32 cosine descending, face_ids int64).
 
         Rows with fewer than k results are padded with score -inf and face id -1.
-        nprobe / k_factor default to the values tuned at build time.
+        nprobe / k_factor default to the values tuned at build time; at least the tuned
+        `candidates` (manifest search defaults) are re-ranked whatever k and k_factor.
         """
         if k < 1:
             raise ValueError("k must be >= 1")
         unit = self._check(queries)
         nprobe = int(nprobe or self._manifest.search.get("nprobe", 1))
         k_factor = int(k_factor or self._manifest.search.get("k_factor", 1))
-        scores, rows = self.search_rows(unit, k, nprobe, k * k_factor)
+        n_cand = max(k * k_factor, int(self._manifest.search.get("candidates", 0)))
+        scores, rows = self.search_rows(unit, k, nprobe, n_cand)
         return scores, self.face_ids_of(rows)
 
     def face_ids_of(self, rows: np.ndarray) -> np.ndarray:

@@ -207,6 +207,7 @@ class IndexWriter:
         m.meta.check_compatible(coll.meta, coll.path)
         if coll.num_rows == 0:
             raise DataError("collection is empty: nothing to add", coll.path)
+        coll.verify()  # every byte against collection.json: damage the page CRCs miss
         key = collection_key(coll)
         path = str(coll.path.resolve())
         if any(c.get("done") and (c.get("key") == key or (

@@ -50,7 +50,10 @@ def read_format_json(
         raise error(f"cannot read {format_name} file: {err}", path) from err
     if not isinstance(obj, dict) or obj.get("format") != format_name:
         raise error(f"not a {format_name} file", path)
-    if obj.get("format_version", 0) > format_version:
+    version = obj.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise error(f"format_version {version!r} is not a version number", path)
+    if version > format_version:
         raise error(
             f"format version {obj['format_version']} is newer than this faceidx understands "
             f"({format_version}); upgrade faceidx",

@@ -67,6 +67,7 @@ class CollectionManifest:
         path = Path(path)
         obj = read_format_json(path, FORMAT_NAME, FORMAT_VERSION)
         try:
+            _check_types(obj)
             return cls(
                 meta=CollectionMeta.from_json(obj["meta"]),
                 shards=[ShardEntry(**s) for s in obj["shards"]],
@@ -74,5 +75,30 @@ class CollectionManifest:
                 next_face_id=int(obj["next_face_id"]),
                 complete=bool(obj["complete"]),
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise DataError(f"malformed collection manifest: {err}", path) from err
+
+
+def _check_types(obj: dict) -> None:
+    """TypeError/ValueError (reported as a malformed manifest) for a value of a wrong type."""
+    def is_int(v, low=0) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if not isinstance(obj.get("meta"), dict):
+        raise TypeError("meta must be an object")
+    if not isinstance(obj.get("complete"), bool):
+        raise TypeError("complete must be true or false")
+    if not is_int(obj.get("next_face_id")):
+        raise ValueError("next_face_id must be an integer >= 0")
+    extra = obj.get("extra_columns", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
+        raise TypeError("extra_columns must be a list of column names")
+    if not isinstance(obj.get("shards"), list):
+        raise TypeError("shards must be a list")
+    for i, s in enumerate(obj["shards"]):
+        if not isinstance(s, dict) or not isinstance(s.get("file"), str) \
+                or not isinstance(s.get("sha256"), str):
+            raise TypeError(f"shards[{i}] must name its file and sha256")
+        for key, low in (("rows", 0), ("bytes", 0), ("face_id_min", -1), ("face_id_max", -1)):
+            if not is_int(s.get(key), low):
+                raise ValueError(f"shards[{i}].{key} must be an integer >= {low}")

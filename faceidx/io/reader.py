@@ -28,6 +28,9 @@ from faceidx.io.schema import CollectionMeta, meta_from_schema
 from faceidx.io.validate import check_face_ids, check_vectors
 
 ALL = None
+# what a damaged parquet file can raise from arrow or from decoding its metadata
+BAD_FILE = (pa.ArrowException, OSError, UnicodeDecodeError, KeyError, ValueError, TypeError,
+            IndexError)
 
 
 @dataclass
@@ -100,8 +103,8 @@ class Collection:
                 for rb in pf.iter_batches(batch_size=batch_size, columns=cols):
                     yield self._to_batch(rb, shard.path, offset, validate)
                     offset += rb.num_rows
-            except (pa.ArrowInvalid, OSError) as err:
-                raise DataError(f"cannot read shard: {err}", shard.path) from err
+            except BAD_FILE as err:
+                raise DataError(f"cannot read shard: {_first_line(err)}", shard.path) from err
 
     def sample(
         self, m: int, seed: int = 0, columns: Sequence[str] | None = ALL, validate: bool = True
@@ -131,8 +134,9 @@ class Collection:
                 if b > a:
                     try:
                         table = pf.read_row_group(g, columns=cols)
-                    except (pa.ArrowInvalid, OSError) as err:
-                        raise DataError(f"cannot read row group {g}: {err}", shard.path) from err
+                    except BAD_FILE as err:
+                        raise DataError(f"cannot read row group {g}: {_first_line(err)}",
+                                        shard.path) from err
                     taken = table.take(pa.array(local[a:b] - rg_start))
                     for rb in taken.to_batches():
                         parts.append(self._to_batch(rb, shard.path, rg_start, validate))
@@ -240,8 +244,19 @@ def open_collection(path: str | os.PathLike, allow_incomplete: bool = False) -> 
         shards = [ShardFile(path, _open_parquet(path).metadata.num_rows)]
 
     meta = manifest.meta if manifest else None
+    names = None
+    if manifest is not None:
+        names = ["face_id", "identity", "source", "embedding", *manifest.extra_columns]
     for s in shards:
-        shard_meta = meta_from_schema(_open_parquet(s.path).schema_arrow, s.path)
+        try:
+            schema = _open_parquet(s.path).schema_arrow
+            shard_meta = meta_from_schema(schema, s.path)
+        except BAD_FILE as err:
+            raise DataError(f"damaged schema metadata ({_first_line(err)})", s.path) from err
+        names = names or schema.names
+        if sorted(schema.names) != sorted(names):
+            raise DataError(f"has columns {schema.names}, expected {names} (damaged, or "
+                            "from another collection)", s.path)
         if meta is None:
             meta = shard_meta
         else:
@@ -282,8 +297,13 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
     try:
         # pages written with a CRC (faceidx >= 0.2) are checked as they are read
         return pq.ParquetFile(path, page_checksum_verification=True)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
-        raise DataError(f"not a readable parquet file ({err})", path) from err
+    except BAD_FILE as err:
+        raise DataError(f"not a readable parquet file ({_first_line(err)})", path) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def _embeddings(col: pa.Array, dim: int, path: Path, offset: int) -> np.ndarray:

@@ -70,6 +70,9 @@ def load_calibration(index_dir: str | os.PathLike, manifest: dict) -> dict:
         raise DataError("no calibration.json: run `faceidx calibrate` on this index first, "
                         "or give --threshold FLOAT", index_dir)
     obj = read_format_json(path, FORMAT_NAME, FORMAT_VERSION, error=CalibrationMismatchError)
+    if not isinstance(obj.get("index"), dict):
+        raise CalibrationMismatchError("index must be an object naming the index calibrated",
+                                       path)
     want = index_id(manifest)
     got = obj.get("index", {}).get("id")
     if got != want:
@@ -82,9 +85,9 @@ def load_calibration(index_dir: str | os.PathLike, manifest: dict) -> dict:
 
 def _number(obj, key: str, lo: float, hi: float, path, where: str, integer: bool = False,
             required: bool = True, open_low: bool = False):
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if value is None and not required:
+    if not required and key not in obj:
         return None
+    value = obj.get(key)
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if (not ok or isinstance(value, bool) or not math.isfinite(value) or not lo <= value <= hi
             or (open_low and value == lo)):
@@ -102,8 +105,8 @@ def validate_calibration(obj: dict, path) -> None:
     if not isinstance(thr, dict):
         raise CalibrationMismatchError("threshold is missing", path)
     _number(thr, "value", -1.0, 1.0, path, "threshold.")
-    _number(thr, "target_fpir", 0.0, 1.0, path, "threshold.", open_low=True, required=False)
-    _number(thr, "gallery_identities", 0, big, path, "threshold.", integer=True, required=False)
+    _number(thr, "target_fpir", 0.0, 1.0, path, "threshold.", open_low=True)
+    _number(thr, "gallery_identities", 0, big, path, "threshold.", integer=True)
     index = obj.get("index", {})
     if not isinstance(index, dict):
         raise CalibrationMismatchError("index must be an object", path)
@@ -114,9 +117,14 @@ def validate_calibration(obj: dict, path) -> None:
             raise CalibrationMismatchError("verification must be an object", path)
         _number(ver, "threshold", -1.0, 1.0, path, "verification.", required=False)
         _number(ver, "target_far", 0.0, 1.0, path, "verification.", required=False)
-    ext = (obj.get("openset") or {}).get("extrapolation") if isinstance(obj.get("openset"), dict) \
-        else None
-    tail = ext.get("tail") if isinstance(ext, dict) else None
+    oset = obj.get("openset", {})
+    if not isinstance(oset, dict):
+        raise CalibrationMismatchError("openset must be an object", path)
+    _number(oset, "fpir", 0.0, 1.0, path, "openset.", required=False)
+    ext = oset.get("extrapolation") or {}
+    if not isinstance(ext, dict):
+        raise CalibrationMismatchError("openset.extrapolation must be an object", path)
+    tail = ext.get("tail")
     if tail is not None:
         from faceidx.query.tail import ImpostorTail
 
