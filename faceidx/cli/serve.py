@@ -29,10 +29,13 @@ from faceidx.cli.query import threshold_option
               help="Enrolled faces are written into the index within this time.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="FAISS threads (default: FAISS's own; set once at start-up).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="IVF lists probed per search (default: the index's tuned value; lower is "
+                   "faster and less exact; requests may set their own).")
 @device_option
 def serve(index_dir: Path, host: str, port: int, token_file: Path | None, threshold: str,
           read_only: bool, max_batch: int, max_wait_ms: float, flush_seconds: float,
-          threads: int | None, device: str) -> None:
+          threads: int | None, nprobe: int | None, device: str) -> None:
     """Serve an index over HTTP: identify, verify, enrol and erase at the same time.
 
     The service holds the index's writer lock while it runs (a `faceidx add` meanwhile
@@ -59,7 +62,7 @@ def serve(index_dir: Path, host: str, port: int, token_file: Path | None, thresh
     token = load_token(token_file, host)
     config = ServeConfig(threshold=threshold, device=device, max_batch=max_batch,
                          max_wait_ms=max_wait_ms, flush_seconds=flush_seconds,
-                         writable=not read_only, threads=threads,
+                         writable=not read_only, threads=threads, nprobe=nprobe,
                          holder=f"faceidx serve http://{host}:{port} (pid {os.getpid()})")
     service = Service.open(index_dir, config)
     try:

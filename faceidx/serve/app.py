@@ -156,7 +156,7 @@ def create_app(service: Service, token: str | None = None, close_on_shutdown: bo
             raise _http_error(413, f"{len(req.embeddings)} embeddings; at most {cfg.max_embeddings} a request")
         q = service.gallery._vectors(np.asarray(req.embeddings, np.float64))
         thr = service.gallery.threshold_for(req.threshold)
-        found = await asyncio.wrap_future(service.search.submit((q, req.k)))
+        found = await asyncio.wrap_future(service.submit_search(q, req.k, req.nprobe))
         results = []
         for i, res in enumerate(found):
             res.threshold, res.fpir = thr.value, thr.fpir

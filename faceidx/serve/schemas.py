@@ -20,6 +20,8 @@ class IdentifyJSON(_Strict):
     k: int = Field(5, ge=1, description="Distinct identities listed per probe")
     threshold: Threshold = Field(None, ge=-1, le=1,
                                  description="Cosine decision threshold; default: calibrated")
+    nprobe: int | None = Field(None, ge=1, le=1 << 20,
+                               description="IVF lists probed; default: the service's (tuned)")
 
 
 class IdentifyForm(_Strict):

@@ -42,6 +42,7 @@ class ServeConfig:
     writable: bool = True          # hold the writer lock and accept enrol/erase/merge
     holder: str = "faceidx serve"
     threads: int | None = None     # FAISS OpenMP threads (None: FAISS's default)
+    nprobe: int | None = None      # IVF lists probed (None: the index's tuned value)
 
 
 class Service:
@@ -76,13 +77,17 @@ class Service:
 
     # -- batches ------------------------------------------------------------------------
 
+    def submit_search(self, q: np.ndarray, k: int, nprobe: int | None = None):
+        """A Future of the Identifications (thresholds not set) of q, micro-batched."""
+        return self.search.submit((q, k, nprobe or self.config.nprobe))
+
     def _search_batch(self, items: list) -> list:
         snap = self.gallery.snapshot   # one consistent gallery for the whole batch
         out: list = [None] * len(items)
-        for k in sorted({k for _, k in items}):
-            mine = [i for i, (_, kk) in enumerate(items) if kk == k]
+        for key in sorted({(k, p or 0) for _, k, p in items}):
+            mine = [i for i, (_, k, p) in enumerate(items) if (k, p or 0) == key]
             q = np.concatenate([items[i][0] for i in mine])
-            found = identify(snap.index, q, k=k, threshold=None)
+            found = identify(snap.index, q, k=key[0], threshold=None, nprobe=key[1] or None)
             at = 0
             for i in mine:
                 n = len(items[i][0])
@@ -106,7 +111,7 @@ class Service:
         """Identifications of embedding rows (micro-batched); threshold None: the default."""
         q = self.gallery._vectors(vectors)
         thr = self.gallery.threshold_for(threshold)
-        found = self.search.submit((q, k)).result() if len(q) else []
+        found = self.submit_search(q, k).result() if len(q) else []
         for res in found:
             res.threshold, res.fpir = thr.value, thr.fpir
         return found

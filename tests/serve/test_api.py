@@ -195,5 +195,18 @@ def test_merge_while_serving(tmp_path):
         assert service.live.pending == 0 and len(service.gallery.index.base.parts) == 1
         found = client.post("/v1/identify", json={"embeddings": v.tolist(), "k": 1})
         assert [x["decision"] for x in found.json()["results"]] == ["m"] * 3
+        # nprobe per request reaches the search (a per-call FAISS parameter)
+        from faceidx.query.identify import identify
+
+        q = np.random.default_rng(9).normal(size=(40, service.gallery.dim)).astype(np.float32)
+        answers = []
+        for nprobe in (1, 64):
+            got = client.post("/v1/identify", json={"embeddings": q.tolist(), "k": 3,
+                                                    "nprobe": nprobe}).json()["results"]
+            want = identify(service.gallery.index, q, k=3, nprobe=nprobe)
+            answers.append([[c.face_id for c in w.candidates] for w in want])
+            assert [[c["face_id"] for c in g["candidates"]] for g in got] == answers[-1]
+        assert answers[0] != answers[1]   # nprobe 1 misses faces that nprobe 64 finds
+        assert client.post("/v1/identify", json={"embeddings": q.tolist(), "nprobe": 0}).status_code == 422
     finally:
         service.close()
