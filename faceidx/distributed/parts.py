@@ -187,7 +187,7 @@ class FannedRowStore:
         """Nothing is mapped here: the groups own their row stores."""
 
 
-class FannedReader(IndexReader):
+class FannedCore(IndexReader):
     """IndexReader whose parts and row stores live in part groups (see the module doc)."""
 
     def __init__(self, path: Path, manifest: IndexManifest, trained: Part, calls,
@@ -198,7 +198,7 @@ class FannedReader(IndexReader):
         self.trained, self.calls, self.nparts = trained, calls, len(part_files(manifest))
 
     @classmethod
-    def open(cls, index_dir: str | Path, calls) -> FannedReader:
+    def open(cls, index_dir: str | Path, calls) -> FannedCore:
         from faceidx.index.erase import load_erased
 
         path = Path(index_dir)
@@ -224,3 +224,22 @@ class FannedReader(IndexReader):
                             self.path)
         return (np.concatenate([got[i][0] for i in range(self.nparts)], axis=1),
                 np.concatenate([got[i][1] for i in range(self.nparts)], axis=1))
+
+
+class FannedReader:
+    """The router's reader: what one process's reader answers (search, lookup,
+    exact_scores, manifest, generation, ...), from part groups. It has no `store`: the
+    row stores are the groups' (so callers that read names from a local store, such as
+    faceidx.gallery's identity keys, go through `lookup`)."""
+
+    def __init__(self, core: FannedCore):
+        self._core = core
+
+    @classmethod
+    def open(cls, index_dir: str | Path, calls) -> FannedReader:
+        return cls(FannedCore.open(index_dir, calls))
+
+    def __getattr__(self, name: str):
+        if name == "store" or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._core, name)
