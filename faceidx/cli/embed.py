@@ -101,7 +101,8 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
             summary = embed_source_ray(items, out, model, batch_size=batch_size, tta=tta,
                                        detector=detector, policy=policy, shard_rows=shard_rows,
                                        device=device, progress=settings().progress,
-                                       retry_failed=retry_failed)
+                                       retry_failed=retry_failed,
+                                       labelling={"identity_regex": identity_regex})
     else:
         summary = embed_source(items, out, model, device=device, batch_size=batch_size,
                                workers=workers, tta=tta, detector=detector, policy=policy,

@@ -2,14 +2,14 @@
 
     summary = embed_source_ray(list_source("lfw"), "lfw-emb", "dlib-resnet-v1")
 
-    image list (driver) --> decode + detect + align   (CPU tasks, `detect_batch` images each)
+    image list (driver) --> decode + detect + align   (CPU actors, `images_per_task` a call)
                         --> embed                      (actor pool: one model per actor,
                                                         num_gpus=1 each on a GPU cluster)
                         --> CollectionWriter           (driver, rows in input order)
 
-On a cluster without GPUs, Ray Data fuses the two maps: each actor detects, then embeds,
-in one process (one per CPU). With GPUs, detection stays in CPU tasks and only chips
-(67 KB a face) travel to the GPU actors.
+On a cluster without GPUs each actor detects, then embeds, in one process (one actor per
+CPU; chips never leave it). With GPUs, detection runs in CPU actors and only chips (67 KB
+a face) travel to the GPU actors. Every actor builds its aligner and model once.
 
 The resume plan and the writer are the local engine's (faceidx.embedder.pipeline
 plan_embed / write_embedded): Ray Data keeps rows in input order, so the collection has
@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from faceidx.distributed.cluster import data_context, node_id, require_ray
-from faceidx.embedder.align import CHIP_SIZE
 from faceidx.embedder.detect import Detection, detect_one
 from faceidx.embedder.pipeline import (
     DEFAULT_MODEL,
@@ -42,6 +41,7 @@ from faceidx.embedder.pipeline import (
     write_embedded,
 )
 from faceidx.embedder.sources import SourceItem
+from faceidx.embedder.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +49,45 @@ FACE, FAILED, DONE = "face", "failed", "done"  # row kinds: a face; a failure; a
 # no row left to write (the rest of an image a previous run split at a shard boundary)
 
 
-def detect_batch(batch: dict, detector: str, policy: str) -> dict:
-    """Ray Data map: image rows -> one row per face kept, or one row per failed image."""
-    rows: list[tuple] = []
-    for path, identity, skip in zip(batch["path"], batch["identity"], batch["skip"], strict=True):
-        det = detect_one(SourceItem(str(path), identity), detector, policy)
-        if det.reason is not None:
-            rows.append((path, identity, FAILED, det.reason, det.detail, None))
-            continue
-        chips = det.chips[int(skip):]
-        rows.extend((path, identity, FACE, "", "", c) for c in chips)
-        if not chips:
-            rows.append((path, identity, DONE, "", "", None))
-    first = [i == 0 or rows[i][0] != rows[i - 1][0] for i in range(len(rows))]
-    blank = np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-    here = node_id()
-    return {
-        "path": np.asarray([r[0] for r in rows], object),
-        "identity": np.asarray([r[1] for r in rows], object),
-        "kind": np.asarray([r[2] for r in rows], object),
-        "reason": np.asarray([r[3] for r in rows], object),
-        "detail": np.asarray([r[4] for r in rows], object),
-        "first": np.asarray(first, bool),
-        "chip": np.stack([blank if r[5] is None else r[5].chip for r in rows]),
-        "box": np.asarray([(0, 0, 0, 0) if r[5] is None else r[5].box for r in rows], np.int32),
-        "score": np.asarray([np.nan if r[5] is None else r[5].score for r in rows], np.float32),
-        "detect_node": np.asarray([here] * len(rows), object),
-    }
+class DetectActor:
+    """Ray Data actor: holds one Aligner; image rows -> one row per face kept, or one row
+    per failed image (chips follow the model card's template)."""
+
+    def __init__(self, detector: str, policy: str, template: str):
+        from faceidx.embedder.detect import make_aligner
+
+        self.aligner = make_aligner(detector, template)
+        self.policy = policy
+        self.blank = np.zeros((TEMPLATES[template].size,) * 2 + (3,), np.uint8)
+        self.node = node_id()
+
+    def __call__(self, batch: dict) -> dict:
+        rows: list[tuple] = []
+        for path, identity, skip in zip(batch["path"], batch["identity"], batch["skip"],
+                                        strict=True):
+            det = detect_one(SourceItem(str(path), identity), self.aligner, self.policy)
+            if det.reason is not None:
+                rows.append((path, identity, FAILED, det.reason, det.detail, None))
+                continue
+            chips = det.chips[int(skip):]
+            rows.extend((path, identity, FACE, "", "", c) for c in chips)
+            if not chips:
+                rows.append((path, identity, DONE, "", "", None))
+        first = [i == 0 or rows[i][0] != rows[i - 1][0] for i in range(len(rows))]
+        return {
+            "path": np.asarray([r[0] for r in rows], object),
+            "identity": np.asarray([r[1] for r in rows], object),
+            "kind": np.asarray([r[2] for r in rows], object),
+            "reason": np.asarray([r[3] for r in rows], object),
+            "detail": np.asarray([r[4] for r in rows], object),
+            "first": np.asarray(first, bool),
+            "chip": np.stack([self.blank if r[5] is None else r[5].chip for r in rows]),
+            "box": np.asarray([(0, 0, 0, 0) if r[5] is None else r[5].box for r in rows],
+                              np.int32).reshape(-1, 4),
+            "score": np.asarray([np.nan if r[5] is None else r[5].score for r in rows],
+                                np.float32),
+            "detect_node": np.asarray([self.node] * len(rows), object),
+        }
 
 
 class EmbedActor:
@@ -101,22 +113,39 @@ class EmbedActor:
         return out
 
 
+class DetectEmbedActor:
+    """Both in one actor (a CPU-only cluster): detect, then embed; chips stay in-process."""
+
+    def __init__(self, model, tta: str, detector: str, policy: str, template: str):
+        self.detect = DetectActor(detector, policy, template)
+        self.embed = EmbedActor(model, tta, "cpu", 1)
+
+    def __call__(self, batch: dict) -> dict:
+        return self.embed(self.detect(batch))
+
+
 def embed_source_ray(items: Sequence[SourceItem], out_dir: str | os.PathLike,
                      model=DEFAULT_MODEL, *, batch_size: int = 64, tta: str = "none",
                      detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
                      device: str = "auto", actors: int | None = None, images_per_task: int = 16,
-                     progress: bool = False) -> EmbedSummary:
+                     progress: bool = False, retry_failed: bool = False,
+                     labelling: dict | None = None) -> EmbedSummary:
     """Embed `items` into the collection `out_dir` on the connected Ray cluster.
 
-    actors: embedding actors (default: one per GPU on a GPU cluster, else one per CPU:
-    there Ray fuses detection into the actors, so chips never cross the object store). device: "auto" embeds on GPUs when the cluster has them. The
+    actors: embedding actors (default: one per GPU on a GPU cluster, else one per CPU,
+    each also detecting). device: "auto" embeds on GPUs when the cluster has them. The
     summary's `nodes` counts the images each node detected and the faces it embedded.
+    labelling, retry_failed: as faceidx.embedder.pipeline.embed_source's.
     """
     if batch_size <= 0 or images_per_task <= 0:
         raise ValueError("batch_size and images_per_task must be positive")
     ray = require_ray()
-    meta = model_meta(open_model(model, "cpu"))  # checks the spec before the cluster works
-    plan = plan_embed(items, out_dir, meta, tta=tta, detector=detector, policy=policy)
+    face_model = open_model(model, "cpu")  # checks the spec before the cluster works
+    meta = model_meta(face_model)
+    template = getattr(face_model, "template", "dlib-150")
+    del face_model
+    plan = plan_embed(items, out_dir, meta, tta=tta, detector=detector, policy=policy,
+                      labelling=labelling, retry_failed=retry_failed)
     gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
     if device == "cuda" and not gpus:
         raise RuntimeError("--device cuda asked for, but the Ray cluster has no GPU")
@@ -125,15 +154,16 @@ def embed_source_ray(items: Sequence[SourceItem], out_dir: str | os.PathLike,
     nodes: dict[str, Counter] = {}
     with data_context(progress):
         batches = _embedded_batches(ray, plan.todo, plan.skip_faces, model, tta, detector,
-                                    policy, batch_size, images_per_task, actors, gpus, nodes)
+                                    policy, template, batch_size, images_per_task, actors,
+                                    gpus, nodes)
         summary = write_embedded(plan, batches, shard_rows, progress)
     summary.nodes = {n: dict(c) for n, c in sorted(nodes.items())}
     return summary
 
 
 def _embedded_batches(ray, todo: list[SourceItem], skip_faces: dict[str, int], model, tta: str,
-                      detector: str, policy: str, batch_size: int, images_per_task: int,
-                      actors: int, gpus: int,
+                      detector: str, policy: str, template: str, batch_size: int,
+                      images_per_task: int, actors: int, gpus: int,
                       nodes: dict[str, Counter]) -> Iterator[EmbeddedBatch]:
     if not todo:
         return
@@ -141,13 +171,19 @@ def _embedded_batches(ray, todo: list[SourceItem], skip_faces: dict[str, int], m
             for it in todo]
     blocks = max(1, -(-len(rows) // images_per_task))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ds = ds.map_batches(detect_batch, batch_size=images_per_task, batch_format="numpy",
-                        fn_kwargs={"detector": detector, "policy": policy}, num_cpus=1)
-    on_gpu = gpus > 0
-    ds = ds.map_batches(EmbedActor, batch_size=batch_size, batch_format="numpy",
-                        fn_constructor_args=(model, tta, "cuda" if on_gpu else "cpu", 1),
-                        compute=ray.data.ActorPoolStrategy(size=actors),
-                        num_gpus=1 if on_gpu else 0, num_cpus=1)
+    pool = ray.data.ActorPoolStrategy
+    if gpus:  # detection on CPUs, the model on GPUs: only chips travel
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - gpus)
+        ds = ds.map_batches(DetectActor, batch_size=images_per_task, batch_format="numpy",
+                            fn_constructor_args=(detector, policy, template),
+                            compute=pool(size=cpus), num_cpus=1)
+        ds = ds.map_batches(EmbedActor, batch_size=batch_size, batch_format="numpy",
+                            fn_constructor_args=(model, tta, "cuda", 1),
+                            compute=pool(size=actors), num_gpus=1, num_cpus=1)
+    else:
+        ds = ds.map_batches(DetectEmbedActor, batch_size=images_per_task, batch_format="numpy",
+                            fn_constructor_args=(model, tta, detector, policy, template),
+                            compute=pool(size=actors), num_cpus=1)
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         yield _to_embedded(b, nodes)
 
