@@ -306,6 +306,8 @@ def main() -> None:
     ap.add_argument("--image-index", type=Path, default=None, help="an index of real faces")
     ap.add_argument("--images", type=Path, default=None, help="probe image folder for it")
     ap.add_argument("--max-images", type=int, default=100)
+    ap.add_argument("--nprobe", type=int, default=None, help="serve with --nprobe N (default: tuned)")
+    ap.add_argument("--skip-writes", action="store_true", help="only the read measurements")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--tmp", type=Path, default=Path("/tmp/serve_load"))
@@ -329,19 +331,21 @@ def main() -> None:
     del g
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc, ready = start_server(args.index, port, ["--threshold", "0.9"])
+    extra = ["--threshold", "0.9"] + (["--nprobe", str(args.nprobe)] if args.nprobe else [])
+    proc, ready = start_server(args.index, port, extra)
     try:
         record({"kind": "startup", "seconds_to_ready": round(ready, 3), "index": str(args.index)})
         bodies = [{"embeddings": [v.tolist()], "k": 5} for v in vectors]
         asyncio.run(load(url, bodies, 8, 200, 10))   # warm-up
         for c in (1, 8, 32):
             n = args.requests if c > 1 else min(args.requests, 1000)
-            record({"kind": "identify", "label": f"c={c}", "concurrency": c,
+            record({"kind": "identify", "label": f"c={c}", "concurrency": c, "nprobe": args.nprobe,
                     **asyncio.run(load(url, bodies, c, n, args.duration, pid=proc.pid))})
-        record({"kind": "identify", "label": "c=32 +writes", "concurrency": 32, "enrol_per_s": 10,
-                "erase_per_s": 1, **asyncio.run(under_writes(url, bodies, dim, 32, args.requests,
-                                                             args.duration, proc.pid))})
-        record({"kind": "enrol_to_searchable", **enrol_to_searchable(url, dim)})
+        if not args.skip_writes:
+            record({"kind": "identify", "label": "c=32 +writes", "concurrency": 32, "enrol_per_s": 10,
+                    "erase_per_s": 1, **asyncio.run(under_writes(url, bodies, dim, 32, args.requests,
+                                                                 args.duration, proc.pid))})
+            record({"kind": "enrol_to_searchable", **enrol_to_searchable(url, dim)})
     finally:
         stop_server(proc)
     if args.image_index and args.images:
