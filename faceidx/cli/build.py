@@ -144,7 +144,10 @@ def _report(index_dir: Path, as_json: bool) -> None:
         return
     click.echo(f"{info['path']}: {info['rows']} faces, {info['identities']} identities, "
                f"{info['factory']}, nprobe {info['nprobe']}, k_factor {info['k_factor']}"
-               f" (rank-1 agreement {info['tuned_agreement']})")
+               + (f", {info['candidates']} candidates" if info.get("candidates") else "")
+               + f" (rank-1 agreement {info['tuned_agreement']}"
+               + (f", decisions {info['tuned_decision_agreement']})"
+                  if info.get("tuned_decision_agreement") is not None else ")"))
     if info["searched_parts"] > 1:
         click.echo(f"note: search visits {info['searched_parts']} parts one after another; "
                    f"`faceidx merge {index_dir}` makes one (2-3x faster at 10M faces)")
