@@ -176,6 +176,7 @@ class IdentityKeys:
         self.erased = getattr(reader, "_is_erased", None)
         self._lock = threading.Lock()
         self._shards: dict[int, tuple] = {}
+        self._codes: dict[int, dict] = {}
         self._done: dict[tuple, tuple] = {} if previous is None else dict(previous._done)
 
     def warm(self) -> None:
@@ -199,6 +200,14 @@ class IdentityKeys:
                     self._done[sig] = got
                 self._shards[s] = got
         return got
+
+    def code_of(self, s: int, identity: str) -> int:
+        """The code of `identity` in shard s (-1 when the shard does not hold it)."""
+        got = self._codes.get(s)
+        if got is None:
+            names = self._shard(s)[1]
+            got = self._codes[s] = {n: c for c, n in enumerate(names)}
+        return got.get(identity, -1)
 
     def _groups(self, face_ids: np.ndarray):
         """(flat output positions, shard, local rows) per shard holding some of face_ids."""
@@ -306,12 +315,14 @@ def identity_counts(index) -> Counter:
 def identity_faces(index, identity: str) -> tuple[np.ndarray, list[str | None]]:
     """(face ids, sources) of one identity's faces in the index and its delta."""
     base = getattr(index, "base", index)
+    keys = getattr(index, "keys", None)
     ids, sources = [], []
-    for shard in base.store.shards:
-        names = shard_names(shard)
-        if identity not in names:
+    for s, shard in enumerate(base.store.shards):
+        code = keys.code_of(s, identity) if keys is not None and keys.store is not None else \
+            _code_in(shard_names(shard), identity)
+        if code < 0:
             continue
-        local = np.flatnonzero(np.asarray(shard.codes) == names.index(identity))
+        local = np.flatnonzero(np.asarray(shard.codes) == code)
         erased = _erased_mask(base, shard)
         if erased is not None:
             local = local[~erased[local]]
@@ -323,6 +334,13 @@ def identity_faces(index, identity: str) -> tuple[np.ndarray, list[str | None]]:
         ids.append(delta.face_ids[mine])
         sources += list(delta.sources[mine])
     return (np.concatenate(ids) if ids else np.empty(0, np.int64)), sources
+
+
+def _code_in(names: list[str], identity: str) -> int:
+    try:
+        return names.index(identity)
+    except ValueError:
+        return -1
 
 
 def has_faces(index, face_ids) -> np.ndarray:
