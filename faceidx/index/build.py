@@ -37,6 +37,7 @@ from faceidx.index.manifest import (
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
 from faceidx.index.store import ShardStore, identity_names_of
 from faceidx.index.train import train_stage
+from faceidx.index.writer import staging_dir
 from faceidx.io import Collection, open_collection
 from faceidx.io.atomic import sha256_file
 from faceidx.progress import Counter
@@ -212,10 +213,7 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
     jobs = []
     for s in range(len(bounds) - 1):
         folder = out / shard_dir_name(number0 + s)
-        tmp = out / f".{folder.name}.tmp"
-        for stale in (tmp, folder):  # left by a crash, never published
-            if stale.exists():
-                shutil.rmtree(stale)
+        tmp = staging_dir(out, folder.name, create=False)
         jobs.append(ShardJob(number0 + s, bounds[s], bounds[s + 1],
                              row0 + bounds[s] - bounds[0], tmp))
     engine = opts.engine or LocalFiller()

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -149,14 +148,11 @@ def _rewrite_shard(out: Path, m: IndexManifest, old: ShardInfo, store: ShardStor
                    local: np.ndarray, gen: int) -> ShardInfo:
     """Write shard `old` without rows `local` into a new folder; return its entry."""
     from faceidx.index.store import identity_names_of
+    from faceidx.index.writer import staging_dir
     from faceidx.io.atomic import sha256_file
 
     name = f"{old.dir.split('.')[0]}.g{gen}"
-    tmp = out / f".{name}.tmp"
-    for stale in (tmp, out / name):
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
+    tmp = staging_dir(out, name)
     src = out / old.dir
     for f in LINKED:
         os.link(src / f, tmp / f)

@@ -13,7 +13,6 @@ later (``faceidx add``) are searched beside the merged index until the next merg
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +59,8 @@ def merge_index(index_dir: str | Path) -> dict:
 def merge_shards(out: Path, manifest: IndexManifest, count: int, generation: int) -> dict:
     """Merge the FAISS files of the first `count` shards into a new folder (not yet
     published); returns the manifest's "merged" entry for it."""
+    from faceidx.index.writer import staging_dir
+
     trained = read_index(out / "trained.index")
     if ivf_of(trained) is None:
         raise DataError(f"only IVF indexes can be merged to on-disk lists; this one is "
@@ -67,11 +68,7 @@ def merge_shards(out: Path, manifest: IndexManifest, count: int, generation: int
     name = MERGED_DIR
     if (out / name).exists():
         name = f"{MERGED_DIR}.g{generation}"
-    tmp = out / f".{name}.tmp"
-    for stale in (tmp, out / name):
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
+    tmp = staging_dir(out, name)
     files = [out / s.dir / SHARD_INDEX for s in manifest.shards[:count]]
     if is_fast_scan(trained):
         info = _merge_in_memory(trained, files, tmp)

@@ -160,11 +160,7 @@ class IndexWriter:
         _discard_pending(self.index_dir, m)
         number = len(m.shards)
         folder = self.index_dir / shard_dir_name(number)
-        tmp = self.index_dir / f".{folder.name}.tmp"
-        for stale in (tmp, folder):
-            if stale.exists():
-                shutil.rmtree(stale)
-        tmp.mkdir()
+        tmp = staging_dir(self.index_dir, folder.name)
         rows = m.rows + np.arange(n, dtype=np.int64)
         store = ShardStoreWriter(tmp, n, m.dim)
         store.append(fids, np.asarray(identities, object), np.asarray(sources, object), x)
@@ -424,6 +420,18 @@ def _discard_pending(index_dir: Path, m: IndexManifest) -> None:
         log.info("discarding the unfinished add journaled in %s", index_dir / PENDING_NAME)
         (index_dir / PENDING_NAME).unlink()
         collect_garbage(index_dir, m, set())
+
+
+def staging_dir(out: Path, name: str, create: bool = True) -> Path:
+    """`out/.name.tmp`, the folder a new part is written in before its rename to
+    `out/name`; whatever a crash left under either name (never published) is removed."""
+    tmp = out / f".{name}.tmp"
+    for stale in (tmp, out / name):
+        if stale.exists():
+            shutil.rmtree(stale)
+    if create:
+        tmp.mkdir()
+    return tmp
 
 
 def collect_garbage(index_dir: str | os.PathLike, m: IndexManifest, keep: set[str]) -> list[str]:

@@ -38,6 +38,21 @@ def idx(tmp_path, base):
     return tmp_path / "idx"
 
 
+def crash_on_call(monkeypatch, n: int, what: str) -> None:
+    """Make the n-th shard finish of this test raise Crash (after its rename)."""
+    real = build_mod._finish_shard
+    calls = []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        out = real(*a, **k)
+        if len(calls) == n:
+            raise Crash(what)
+        return out
+
+    monkeypatch.setattr(build_mod, "_finish_shard", flaky)
+
+
 def all_face_ids(path):
     r = open_index(path)
     return np.sort(np.concatenate([np.asarray(s.face_ids) for s in r.store.shards]))
@@ -87,16 +102,7 @@ def test_failed_add_leaves_the_old_index_serving_then_resumes(idx, base, monkeyp
     _, x, _, x2, _ = base
     before = open_index(idx).search(x[:30], k=3)
     real = build_mod._finish_shard
-    calls = []
-
-    def flaky(*a, **k):
-        calls.append(1)
-        out = real(*a, **k)
-        if len(calls) == 2:
-            raise Crash("killed mid-add")
-        return out
-
-    monkeypatch.setattr(build_mod, "_finish_shard", flaky)
+    crash_on_call(monkeypatch, 2, "killed mid-add")
     with open_writer(idx) as w, pytest.raises(Crash):
         w.add_collection(base[0] / "new", shard_rows=100)
     reader = open_index(idx)  # still the previous content, complete and consistent
@@ -127,16 +133,7 @@ def test_rerunning_a_finished_add_is_a_no_op(idx, base):
 def test_build_resumed_with_other_shard_rows_indexes_every_face(tmp_path, base, monkeypatch):
     root, x, *_ = base
     real = build_mod._finish_shard
-    calls = []
-
-    def flaky(*a, **k):
-        calls.append(1)
-        out = real(*a, **k)
-        if len(calls) == 2:
-            raise Crash("killed mid-build")
-        return out
-
-    monkeypatch.setattr(build_mod, "_finish_shard", flaky)
+    crash_on_call(monkeypatch, 2, "killed mid-build")
     with pytest.raises(Crash):
         build_index(root / "c", tmp_path / "idx", BuildOptions(index_spec=SPEC, shard_rows=300,
                                                                tune_queries=50))
