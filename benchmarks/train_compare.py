@@ -149,15 +149,18 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["sampler", "loss", "backbone"])
     ap.add_argument("--sets", nargs="+", default=[s[0] for s in SETS], choices=[s[0] for s in SETS])
     ap.add_argument("--only", nargs="+", default=None, help="runs whose name contains one of these")
+    ap.add_argument("--skip-before", action="store_true", help="no evaluation of the starting weights")
     ap.add_argument("--steps", type=int, default=300, help="steps per small-CNN run (3 epochs)")
-    ap.add_argument("--backbone-steps", type=int, default=30)
+    ap.add_argument("--backbone-steps", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--refresh-every", type=int, default=50)
     ap.add_argument("--p", type=int, default=8)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--val-lfw", type=float, default=0.2)
     ap.add_argument("--val-small", type=float, default=0.5)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the held-out split, pairs and open-set split")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0],
+                    help="initialisation, batches and augmentation; one run per seed")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -182,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
           **{f"{n}_heldout": [len(h), len(set(h.labels))] for n, (_, h) in sets.items()},
           "seconds": round(time.perf_counter() - t0, 1)}, args.out)
 
-    runs = [r for r in runs_for(args.groups, args) if not args.only or any(o in r["name"] for o in args.only)]
-    for start in sorted({(r["init"], r["architecture"]) for r in runs}):
+    runs = [dict(r, train_seed=t, name=r["name"] + (f" (seed {t})" if t else ""))
+            for r in runs_for(args.groups, args) for t in args.train_seeds
+            if not args.only or any(o in r["name"] for o in args.only)]
+    for start in sorted({(r["init"], r["architecture"]) for r in runs} if not args.skip_before else ()):
         net, _ = initial_net(start[0], 128, start[1], seed=args.seed)
         t0 = time.perf_counter()
         emit({**common, "measure": "before", "init": start[0], "architecture": start[1],
@@ -192,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         run_dir = args.out / ("model-" + run["name"].replace(" ", "-"))
         shutil.rmtree(run_dir, ignore_errors=True)
-        net, arch = initial_net(run["init"], 128, run["architecture"], seed=args.seed)
+        net, arch = initial_net(run["init"], 128, run["architecture"], seed=run["train_seed"])
         epochs = args.epochs if run["steps"] >= 3 * args.epochs else 1
         config = TrainConfig(architecture=arch, embedding_dim=128, base=run["init"], loss=run["loss"],
                              mining="batch-all", siamese_distance=run.get("siamese_distance", "abs"),
                              sampler=run["sampler"], refresh_every=args.refresh_every, p=args.p, k=args.k,
                              epochs=epochs, lr=run["lr"], batches_per_epoch=run["steps"] // epochs,
-                             seed=args.seed)
+                             seed=run["train_seed"])
         t0 = time.perf_counter()
         result = train(net, train_set, run_dir, config, device=args.device)
         wall = time.perf_counter() - t0
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
               "refresh_seconds": round(sum(x.get("refresh_seconds", 0.0) for x in h), 1),
               "train_wall_seconds": round(wall, 1), "eval": scores,
               **({"head_negative_weights": round(float((head.weight < 0).float().mean()), 3),
-                  "head_bias": round(float(head.bias), 3)} if head is not None else {}),
+                  "head_bias": round(head.bias.item(), 3)} if head is not None else {}),
               "eval_seconds": round(time.perf_counter() - t0, 1)}, args.out)
     print_table(args.out / "results.jsonl")
     return 0
