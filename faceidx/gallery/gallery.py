@@ -50,7 +50,7 @@ class Snapshot:
     def counts(self) -> Counter:
         """{identity: faces} (computed on first use, kept with this snapshot)."""
         if self._counts is None:
-            from faceidx.gallery.layered import identity_counts
+            from faceidx.gallery.catalog import identity_counts
 
             self._counts = self.count() if self.count else identity_counts(self.index)
         return self._counts
@@ -131,7 +131,7 @@ class Gallery:
 
     def base_counts(self, reader) -> Counter:
         """{identity: faces} of an index reader (kept for the latest reader asked about)."""
-        from faceidx.gallery.layered import identity_counts
+        from faceidx.gallery.catalog import identity_counts
 
         with self._counts_lock:
             if self._base_counts[0] is not reader:
@@ -152,7 +152,8 @@ class Gallery:
     def layer(self, reader, delta=None):
         """`reader` (plus `delta`, faces not yet in it) as the LayeredIndex searches use,
         keeping the identity keys already read for the shards it shares with the current one."""
-        from faceidx.gallery.layered import Delta, IdentityKeys, LayeredIndex
+        from faceidx.gallery.catalog import IdentityKeys
+        from faceidx.gallery.layered import Delta, LayeredIndex
 
         cur = None if self._snap is None else self._snap.index
         keys = getattr(cur, "keys", None)
@@ -243,7 +244,7 @@ class Gallery:
     def verify(self, probe, identity: str, threshold: str | float | None = None) -> Verification:
         """1:1: the probe (an embedding, or an image whose largest face is used) against
         every face of `identity`. The default threshold is the calibrated 1:1 one."""
-        from faceidx.gallery.layered import identity_faces
+        from faceidx.gallery.catalog import identity_faces
         from faceidx.gallery.threshold import parse_threshold, verification_threshold
 
         snap = self._snap
@@ -302,7 +303,7 @@ class Gallery:
 
     def identity(self, name: str) -> dict:
         """{"identity", "faces": [{"face_id", "source"}]}; NotFoundError when absent."""
-        from faceidx.gallery.layered import identity_faces
+        from faceidx.gallery.catalog import identity_faces
 
         ids, sources = identity_faces(self._snap.index, name)
         if not len(ids):
@@ -361,7 +362,7 @@ class Gallery:
 
     def erase(self, face_ids=(), identities=()) -> dict:
         """Erase faces by id and/or every face of identities (unknown ones: NotFoundError)."""
-        from faceidx.gallery.layered import check_known
+        from faceidx.gallery.catalog import check_known
         from faceidx.index.writer import open_writer
 
         check_known(self._snap.index, self._snap.counts(), face_ids, identities)

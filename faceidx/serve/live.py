@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from faceidx.gallery.layered import Delta, check_known
+from faceidx.gallery.catalog import check_known
+from faceidx.gallery.layered import Delta
 from faceidx.serve.wal import WAL_NAME, AddRecord, EraseRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
