@@ -19,7 +19,6 @@ path every node sees.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from faceidx.distributed.cluster import node_id, require_ray
 from faceidx.index.fill import ShardJob, collection_range, fill_shard
 from faceidx.io import Collection
+from faceidx.io.fs import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def fill_task(part: Collection, part_start: int, job: ShardJob, trained: str,
     """Ray task: fill one shard folder; returns fill_shard's stats and the node it ran on."""
     from faceidx.index.gpu import use_gpu
 
-    if job.folder.exists():  # a retried attempt: start from an empty folder
-        shutil.rmtree(job.folder)
+    fs = filesystem(job.folder)
+    fs.rmtree(job.folder)  # a retried attempt starts from an empty folder
     stats = fill_shard(part, part_start, job.lo, job.hi, job.folder, Path(trained), job.row0,
                        renumber, mean, batch_size, use_gpu(device))
     stats["node"] = node_id()

@@ -90,7 +90,11 @@ class Router:
 
 def serve_app(index_dir: str | Path, groups: int = 2, replicas: int = 1, threshold="auto",
               cpus_per_replica: float = 1.0):
-    """The Serve application: `groups` part groups of `replicas` replicas, and the router."""
+    """The Serve application: `groups` part groups of `replicas` replicas, and the router.
+
+    A group's replicas go to different nodes (replicas <= nodes); every replica asks for
+    `cpus_per_replica` CPUs, which is also what spreads the groups over the nodes.
+    """
     require_ray()
     from ray import serve
 

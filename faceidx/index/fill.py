@@ -24,6 +24,7 @@ from faceidx.index.gpu import gpu_assignment
 from faceidx.index.manifest import SHARD_INDEX
 from faceidx.index.store import ShardStoreWriter
 from faceidx.io import Collection, EmbeddingBatch
+from faceidx.io.fs import filesystem
 
 
 def collection_range(coll: Collection, lo: int, hi: int) -> tuple[Collection, int]:
@@ -72,7 +73,7 @@ def fill_shard(part: Collection, part_start: int, lo: int, hi: int, folder: Path
     from faceidx.index.build import prefetch  # parquet decoding overlaps FAISS add
 
     t0 = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
+    filesystem(folder).makedirs(folder)
     writer = ShardStoreWriter(folder, hi - lo, part.dim)
     index = read_index(trained)
     faiss_s = 0.0
