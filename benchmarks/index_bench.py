@@ -496,7 +496,7 @@ def plot(series: list[tuple[str, list]], exact_qps: float, path: Path, label: st
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (name, rows), marker in zip(series, "os^vDx<>", strict=False):
-        rows = sorted(rows, key=lambda r: r["qps"])
+        rows = sorted(rows, key=lambda r: (r.get("nprobe", r.get("ef", 0)), r.get("candidates", 0)))
         ax.plot([r["qps"] for r in rows], [r["rank1_identity_agreement"] for r in rows],
                 marker + "-", label=name, ms=4)
         for r in rows:
