@@ -4,8 +4,9 @@
                              index_dir="faces.index")
 
 Every regular file under the given roots is read byte by byte for the erased vectors
-as float32 and as float16 (at every alignment) and for the names and sources as UTF-8
-(whole strings: not as part of a longer name). Parquet collections are also read
+as float32 and as float16 (at every alignment), and every file but arrays and index files
+for the names and sources as UTF-8 (whole strings: not as part of a longer name); the
+row stores' string blobs are decoded and compared exactly. Parquet collections are also read
 through the collection reader, since their string columns are compressed. Every FAISS
 part of the index is searched exhaustively for codes that decode near an erased vector
 (cosine >= near) under an id that holds no face any more. The report lists each trace
@@ -22,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 NEAR_COSINE = 0.95
+# files of numbers (and string blobs, decoded exactly by _blob_traces): a short name is
+# found by chance in their bytes, so they are searched for vectors only
+NUMERIC = {".npy", ".faiss", ".index", ".ivfdata", ".bin"}
 _WORD = {4: np.uint32, 2: np.uint16}
 
 
@@ -54,7 +58,7 @@ def scan_for_traces(roots: Sequence[str | os.PathLike], vectors: np.ndarray,
                     n = count_vectors(buf, needles)
                     if n:
                         traces.append({"file": str(path), "what": what, "count": n})
-                n = sum(_count_string(data, s) for s in strings)
+                n = 0 if path.suffix in NUMERIC else sum(_count_string(data, s) for s in strings)
                 if n:
                     traces.append({"file": str(path), "what": "name or source", "count": n})
                 del buf
