@@ -447,8 +447,8 @@ def collect_garbage(index_dir: str | os.PathLike, m: IndexManifest, keep: set[st
     removed = []
     for p in out.iterdir():
         name = p.name
-        ours = name.startswith(("shard-", "merged")) or (name.startswith(".") and
-                                                          name.endswith(".tmp"))
+        ours = name.startswith(("shard-", "merged")) or (name.endswith(".tmp") and name.startswith(
+            (".shard-", ".merged", f".{MANIFEST_NAME}.", f".{PENDING_NAME}.")))
         if not ours or name in named:
             continue
         if p.is_dir() and not p.is_symlink():
