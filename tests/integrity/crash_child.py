@@ -55,9 +55,13 @@ def run(op: str, root: Path) -> None:
         from faceidx.embedder.sources import list_source
         from tests.embedder.standin import TinyFaceModel
 
+        real = pipeline.open_model  # run() also runs in the test process: restore it after
         pipeline.open_model = lambda spec, device="auto": TinyFaceModel()
-        pipeline.embed_source(list_source(root / "photos"), root / "emb", "tiny", device="cpu",
-                              detector="none", shard_rows=3)
+        try:
+            pipeline.embed_source(list_source(root / "photos"), root / "emb", "tiny",
+                                  device="cpu", detector="none", shard_rows=3)
+        finally:
+            pipeline.open_model = real
     else:
         raise SystemExit(f"unknown op {op}")
 
