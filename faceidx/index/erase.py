@@ -127,11 +127,15 @@ def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
 
     new.num_identities = _count_identities(out, new)
     new.build["erased_rows"] = int(sum(s.erased for s in new.shards))
-    writer.publish(new)
+    from faceidx.index.writer import _pending_dirs, collect_garbage
+
+    new.save(out)  # the publish; then content removal in place, then the old files go
     m.generation = new.generation
-    for no, local in picked.items():  # content removal in place, after the publish
-        _scrub(out / new_shards[no].dir, local, m.dim)
+    for no, local in picked.items():
+        _scrub(out / new_shards[no].dir, local, m.dim)  # vectors, sources (shared inodes)
+        _unlink_rows(out / old_dirs[no], local)  # a reader of the old generation too
     (out / ERASED_NAME).unlink(missing_ok=True)
+    collect_garbage(out, new, _pending_dirs(out))
     _log_erasure(out, face_ids, identities, count, new.generation)
     result = {"erased_now": count, "erased_total": new.build["erased_rows"],
               "faces": new.live_rows, "identities": new.num_identities}
@@ -231,6 +235,16 @@ def _scrub(folder: Path, local: np.ndarray, dim: int) -> None:
                 fh.write(b"\0" * (b - a))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _unlink_rows(folder: Path, local: np.ndarray) -> None:
+    """Face id and identity code -1 for `local` rows of a replaced shard folder, in place:
+    a reader still answering from it sees those faces vanish (no id, no name)."""
+    for name in ("face_ids.npy", "identity_codes.npy"):
+        arr = np.load(folder / name, mmap_mode="r+")
+        arr[local] = -1
+        arr.flush()
+        del arr
 
 
 def _log_erasure(out: Path, face_ids: list, identities: list, count: int, gen: int) -> None:

@@ -123,4 +123,6 @@ def test_reader_opened_before_an_erasure_never_returns_the_face(tmp_path, data):
     with open_writer(idx) as w:
         w.erase(identities=[str(labels[0])])
     s, fids = old.search(x[:6], k=5, nprobe=16)
-    assert not np.isin(fids[s > 0.01], np.arange(6)).any()
+    assert not np.isin(fids, np.arange(6)).any()  # not even at score 0
+    ids, _ = old.lookup(np.arange(8))
+    assert all(i is None for i in ids[:6]) and ids[6] == labels[6]
