@@ -67,8 +67,16 @@ class IndexWriter:
 
     def __init__(self, index_dir: str | os.PathLike, holder: str = "faceidx"):
         self.index_dir = Path(index_dir)
-        IndexManifest.load(self.index_dir)  # not an index: DataError before locking
+        m = IndexManifest.load(self.index_dir)  # not an index: DataError before locking
         self._lock = WriterLock(self.index_dir, holder).acquire()
+        if any(sh.erased for sh in m.shards):
+            from faceidx.index.erase import scrub_erased
+
+            try:  # an erasure killed between its publish and its scrub is finished here
+                scrub_erased(self.index_dir, IndexManifest.load(self.index_dir))
+            except BaseException:
+                self._lock.release()
+                raise
 
     def __enter__(self) -> IndexWriter:
         return self
@@ -278,11 +286,10 @@ class IndexWriter:
         verify: then scan every file of the index (and collection) for what was erased;
         the report is under "verify" (``clean`` true when nothing is left).
         """
-        from faceidx.index.erase import erase_locked, scrub_erased
+        from faceidx.index.erase import erase_locked
 
         m = self.manifest()
         _discard_pending(self.index_dir, m)
-        scrub_erased(self.index_dir, m)  # finish an erasure killed after its publish
         need = verify or collection is not None
         result = erase_locked(self, m, face_ids, identities, keep_vectors=need)
         if not need:
