@@ -67,5 +67,9 @@ def test_probe_without_face(shared_data, tmp_path):
     assert run("--quiet", "build", tmp_path / "g", "--out", tmp_path / "idx").exit_code == 0
     Image.new("RGB", (200, 200), (120, 120, 120)).save(tmp_path / "blank.png")
     r = run("query", tmp_path / "idx", tmp_path / "blank.png", "--detector", "hog", "--threshold", "0.5")
-    assert r.exit_code == 1
-    assert "blank.png" in r.output and "skipped" in r.output and "no probe to search" in r.output
+    assert r.exit_code == 0  # a probe without a face is an answer (no_face), not a failure
+    assert "blank.png: no face; probe skipped" in r.output and "1 skipped" in r.output
+    r = run("query", tmp_path / "idx", tmp_path / "blank.png", "--detector", "hog", "--threshold",
+            "0.5", "--json")
+    record = json.loads(next(line for line in r.output.splitlines() if line.startswith('{"probe"')))
+    assert record["status"] == "no_face" and record["candidates"] == []
