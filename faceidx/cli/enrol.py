@@ -56,7 +56,8 @@ def enrol(index_dir: Path, sources: tuple[Path, ...], name: str | None, allow_un
     """
     import os
 
-    from faceidx.embedder.enrolment import embed_for_enrolment, enrolled_folder, name_photos
+    from faceidx.embedder.enrolment import embed_for_enrolment, name_photos
+    from faceidx.index.manifest import enrolled_folder
 
     naming = name_photos(sources, name)
     if not as_json:

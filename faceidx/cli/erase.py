@@ -48,6 +48,9 @@ def erase(index_dir: Path, face_ids: tuple[int, ...], identities: tuple[str, ...
                    f"{result['faces']} faces, {result['identities']} identities")
         if "collection_rows_removed" in result:
             click.echo(f"{collection}: removed {result['collection_rows_removed']} row(s)")
+        if "enrolled_rows_removed" in result:
+            click.echo(f"faces embedded by `faceidx enrol`: removed "
+                       f"{result['enrolled_rows_removed']} row(s)")
         if report is not None:
             click.echo(f"verify: scanned {report['files']} files ({report['bytes']} bytes): "
                        + ("no trace of the erased faces" if report["clean"] else

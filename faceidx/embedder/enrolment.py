@@ -143,12 +143,6 @@ def embed_for_enrolment(items: Sequence[SourceItem], out_dir: str | os.PathLike,
     return EnrolEmbedding(summary, groups)
 
 
-def enrolled_folder(index_dir: str | os.PathLike) -> Path:
-    """Where `faceidx enrol` keeps the collections it embeds for INDEX_DIR (a sibling)."""
-    index_dir = Path(index_dir)
-    return index_dir.parent / f"{index_dir.name}.enrolled"
-
-
 @dataclass
 class LabelledFaces:
     """Faces of named photos embedded in memory: row i of `embeddings` is `identities[i]`,

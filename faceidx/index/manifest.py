@@ -57,6 +57,15 @@ def load_mean(index_dir: str | os.PathLike, dim: int):
     return mean.astype(np.float32)
 
 
+def enrolled_folder(index_dir: str | os.PathLike) -> Path:
+    """Where `faceidx enrol` keeps the collections it embeds for INDEX_DIR (a sibling).
+
+    They are the index's own copies of enrolled faces: erasure rewrites them too.
+    """
+    index_dir = Path(index_dir)
+    return index_dir.parent / f"{index_dir.name}.enrolled"
+
+
 def shard_dir_name(i: int) -> str:
     return f"shard-{i:05d}"
 

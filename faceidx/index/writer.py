@@ -290,7 +290,8 @@ class IndexWriter:
 
         m = self.manifest()
         _discard_pending(self.index_dir, m)
-        need = verify or collection is not None
+        own = _own_collections(self.index_dir)
+        need = verify or collection is not None or bool(own)
         result = erase_locked(self, m, face_ids, identities, keep_vectors=need)
         if not need:
             return result
@@ -300,10 +301,14 @@ class IndexWriter:
         if collection is not None:
             result["collection_rows_removed"] = _erase_from_collection(
                 collection, erased["vectors"], gone_names, gone_sources)
+        if own:  # `faceidx enrol`'s embedded copies hold the same faces: never leave them
+            result["enrolled_rows_removed"] = sum(
+                _erase_from_collection(c, erased["vectors"], gone_names, gone_sources)
+                for c in own)
         if verify:
             from faceidx.index.erasure_scan import scan_for_traces
 
-            roots = [self.index_dir] + ([Path(collection)] if collection is not None else [])
+            roots = [self.index_dir] + ([Path(collection)] if collection is not None else []) + own
             result["verify"] = scan_for_traces(roots, erased["vectors"], sorted(gone_names),
                                                sorted(gone_sources), index_dir=self.index_dir,
                                                face_ids=erased["face_ids"])
@@ -335,6 +340,16 @@ def _all_names(index_dir: Path, m: IndexManifest) -> set[str]:
     for s in m.shards:
         names.update(identity_names_of(index_dir / s.dir))
     return names
+
+
+def _own_collections(index_dir: Path) -> list[Path]:
+    """The collections `faceidx enrol` embedded for this index (see enrolled_folder)."""
+    from faceidx.index.manifest import enrolled_folder
+
+    folder = enrolled_folder(index_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(c for c in folder.iterdir() if (c / "collection.json").is_file())
 
 
 def _erase_from_collection(collection, vectors: np.ndarray, names: set[str],
