@@ -85,7 +85,8 @@ class RayFiller:
         ray = require_ray()
         task = ray.remote(fill_task).options(
             num_cpus=self.cpus_per_task, num_gpus=1 if self.gpus else 0,
-            max_retries=TASK_RETRIES, name="faceidx-fill-shard")
+            max_retries=TASK_RETRIES, name="faceidx-fill-shard",
+            scheduling_strategy="SPREAD")  # shard fills are I/O + CPU bound: one node each first
         mean_ref = ray.put(mean)
         pending: deque = deque()
         todo = iter(jobs)
