@@ -121,10 +121,11 @@ def embed_for_enrolment(items: Sequence[SourceItem], out_dir: str | os.PathLike,
                       policy="largest", labelling=labelling)
     encoder = Encoder(face_model, device, "none")
     groups: list[tuple[str, int]] = []
+    template = getattr(face_model, "template", "dlib-150")  # chips the model's card asks for
 
     def detections():
         held: list[SourceItem] = []
-        for det in iter_detections(plan.todo, detector, "all", workers):
+        for det in iter_detections(plan.todo, detector, "all", workers, template=template):
             if len(det.chips) > 1 and is_group_photo([c.box for c in det.chips]):
                 groups.append((det.item.path, len(det.chips)))
                 held.append(det.item)
@@ -136,7 +137,7 @@ def embed_for_enrolment(items: Sequence[SourceItem], out_dir: str | os.PathLike,
                 det = Detection(det.item, chips=[largest])
             yield det
         if choose is not None and held:
-            yield from iter_detections(held, detector, choose, 0)
+            yield from iter_detections(held, detector, choose, 0, template=template)
 
     batches = embedded_batches(encoder, detections(), batch_size, plan.skip_faces)
     summary = write_embedded(plan, batches, shard_rows, progress)

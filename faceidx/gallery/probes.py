@@ -101,20 +101,21 @@ class ImageEmbedder:
                 reader.path)
         self.detector = detector or index_detector(reader) or "hog"
         self.encoder = Encoder(face_model, device)
+        self.template = getattr(face_model, "template", "dlib-150")  # the card's chips
         self.dim = int(meta.dim)
         self._local = threading.local()
 
     def _aligner(self):
-        from faceidx.embedder.align import Aligner
+        from faceidx.embedder.detect import make_aligner
 
         aligner = getattr(self._local, "aligner", None)
         if aligner is None:
-            aligner = self._local.aligner = Aligner(self.detector)
+            aligner = self._local.aligner = make_aligner(self.detector, self.template)
         return aligner
 
     def detect(self, image, faces: str = "largest", source: str | None = None):
         """(chips, boxes, reason): the aligned chips of an image file path, bytes or RGB array."""
-        from faceidx.embedder.decode import ImageError, load_image
+        from faceidx.embedder.decode import ImageError
 
         if faces not in FACE_POLICIES:
             raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
@@ -122,9 +123,9 @@ class ImageEmbedder:
             if isinstance(image, np.ndarray):
                 rgb = image
             elif isinstance(image, (bytes, bytearray, memoryview)):
-                rgb = _decode_bytes(bytes(image))
+                rgb = _decode_bytes(bytes(image), self.detector)
             else:
-                rgb = load_image(image)
+                rgb = _decode_path(image, self.detector)
         except ImageError as err:
             return [], np.empty((0, 4), np.int32), err.code, str(err)
         chips = self._aligner()(rgb, faces)
@@ -153,14 +154,22 @@ class ImageEmbedder:
         return out
 
 
-def _decode_bytes(data: bytes) -> np.ndarray:
-    """Decode image bytes with embed's rules and limits (through a private temp file)."""
+def _decode_path(path, detector: str) -> np.ndarray:
+    """Decode an image file as `faceidx embed` does (its limits; JPEGs with dlib's pixels
+    when a detector runs), so a probe's vector equals the one embed gives the same file."""
     from faceidx.embedder.decode import load_image
+    from faceidx.embedder.jpeg_dlib import dlib_pixels
 
+    rgb = load_image(path)
+    return rgb if detector == "none" else dlib_pixels(path, rgb)
+
+
+def _decode_bytes(data: bytes, detector: str) -> np.ndarray:
+    """Decode image bytes with embed's rules and limits (through a private temp file)."""
     with tempfile.NamedTemporaryFile(prefix="faceidx-probe-", suffix=".img") as fh:
         fh.write(data)
         fh.flush()
-        return load_image(fh.name)
+        return _decode_path(fh.name, detector)
 
 
 def load_probes(paths, reader, embedder_factory, faces: str = "largest") -> Probes:
