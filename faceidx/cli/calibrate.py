@@ -117,12 +117,16 @@ def _embed_holdout(holdout: Path, index, device: str):
 def _report(r: dict, path: Path) -> None:
     v, o = r["verification"], r["openset"]
     click.echo(f"holdout: {r['holdout']['faces']:,} faces of {r['holdout']['identities']:,} people")
-    click.echo(f"1:1 verification on {v['genuine_pairs']:,} genuine / {v['impostor_pairs']:,} "
-               f"impostor pairs:")
-    click.echo(f"  TAR {v['tar']:.4f} at FAR {v['far']:.2e} (target {v['target_far']:g}), "
-               f"threshold {v['threshold']:.4f}")
-    click.echo(f"  EER {v['eer']:.4f} at {v['eer_threshold']:.4f}")
-    if v.get("kfold"):
+    if v is None:
+        click.echo("1:1 verification: not measured (no person with two or more photos in "
+                   "the holdout)")
+    else:
+        click.echo(f"1:1 verification on {v['genuine_pairs']:,} genuine / "
+                   f"{v['impostor_pairs']:,} impostor pairs:")
+        click.echo(f"  TAR {v['tar']:.4f} at FAR {v['far']:.2e} (target {v['target_far']:g}), "
+                   f"threshold {v['threshold']:.4f}")
+        click.echo(f"  EER {v['eer']:.4f} at {v['eer_threshold']:.4f}")
+    if v is not None and v.get("kfold"):
         kf = v["kfold"]
         click.echo(f"  {kf['folds']}-fold accuracy {kf['accuracy']:.4f} +- {kf['std']:.4f} "
                    f"({kf['per_fold']} + {kf['per_fold']} pairs per fold)")
@@ -138,8 +142,9 @@ def _report(r: dict, path: Path) -> None:
         click.echo(f"  threshold {o['threshold']:.4f}: FPIR {o['fpir']:.4f} (target "
                    f"{o['target_fpir']:g}), TPIR {o['tpir']:.4f}")
         click.echo(f"  rank-1 {o['rank1']:.4f}  rank-5 {o['rank5']:.4f}  rank-10 {o['rank10']:.4f}")
-    click.echo(f"  the 1:1 threshold {v['threshold']:.4f} would give FPIR "
-               f"{o['fpir_at_verification_threshold']:.4f} at this N")
+    if v is not None:
+        click.echo(f"  the 1:1 threshold {v['threshold']:.4f} would give FPIR "
+                   f"{o['fpir_at_verification_threshold']:.4f} at this N")
     ext = o.get("extrapolation")
     if ext:
         for g in ext["growth"][1:]:

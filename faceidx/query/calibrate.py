@@ -136,13 +136,21 @@ def _support(name: str, have: int, target: float, opts: CalibrationOptions, warn
         warnings.append(msg)
 
 
-def verification(vectors, labels, opts: CalibrationOptions, warnings: list) -> tuple[dict, dict]:
-    """1:1 results (JSON-able) and the raw score arrays (for plots)."""
+NO_GENUINE = ("1:1 verification not measured: the holdout has no genuine pairs (no person "
+              "with two or more photos); add a second photo of some holdout people to get "
+              "the 1:1 threshold, TAR and EER (the 1:N threshold does not need them)")
+
+
+def verification(vectors, labels, opts: CalibrationOptions, warnings: list
+                 ) -> tuple[dict | None, dict]:
+    """1:1 results (JSON-able) and the raw score arrays (for plots); (None, {}) with a
+    warning when the holdout has no genuine pairs (single photos of strangers)."""
     genuine, impostor, possible = verification_scores(vectors, labels, opts.max_genuine,
                                                       opts.max_impostor, opts.seed)
     if not len(genuine):
-        raise CalibrationError("the holdout has no genuine pairs (no person with two or more "
-                               "faces): 1:1 verification cannot be calibrated")
+        log.warning("%s", NO_GENUINE)
+        warnings.append(NO_GENUINE)
+        return None, {}
     if not len(impostor):
         raise CalibrationError("the holdout has no impostor pairs (only one identity)")
     _support("impostor pairs", len(impostor), opts.target_far, opts, warnings)
@@ -239,7 +247,8 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
     """Run both calibrations; returns (calibration dict for calibration.json, raw arrays).
 
     `holdout` must carry embeddings and identities (rows without identity are ignored).
-    Raises CalibrationError for a holdout with one identity, no pairs, or no search left.
+    Raises CalibrationError for a holdout with one identity or no search left; without
+    genuine pairs (one photo per person) "verification" is None, with a warning.
     A holdout of strangers only (nobody enrolled) calibrates the 1:N threshold from its
     non-mated searches; TPIR, FNIR and CMC are then None, listed in
     openset["not_measured"], with a warning saying what would measure them.
@@ -265,8 +274,8 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
     warnings: list[str] = []
     verif, vraw = verification(x, labels, opts, warnings)
     oset, oraw = openset(index, x, labels, sources, opts, warnings)
-    oset["fpir_at_verification_threshold"] = float(M.fpir_curve(oraw["nonmated_top"],
-                                                                verif["threshold"]))
+    oset["fpir_at_verification_threshold"] = None if verif is None else float(
+        M.fpir_curve(oraw["nonmated_top"], verif["threshold"]))
     manifest = index.manifest
     result = {
         "faceidx_version": __version__,

@@ -16,7 +16,8 @@ from faceidx.query import metrics as M
 
 
 def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> list[Path]:
-    """Write scores.png, roc.png (ROC + DET) and openset.png into out_dir; return paths."""
+    """Write scores.png, roc.png (ROC + DET; only when 1:1 pairs were measured) and
+    openset.png into out_dir; return their paths."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -25,17 +26,21 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verif, oset = calibration["verification"], calibration["openset"]
-    g, i, top = raw["genuine"], raw["impostor"], raw["nonmated_top"]
+    top = raw["nonmated_top"]
     paths = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    bins = np.linspace(min(g.min(), i.min(), top.min()), 1.0, 80)
-    ax.hist(i, bins=bins, density=True, alpha=0.5, label=f"impostor pairs ({len(i):,})")
-    ax.hist(g, bins=bins, density=True, alpha=0.5, label=f"genuine pairs ({len(g):,})")
+    if verif is not None:  # 1:1 pairs exist (None: one photo per holdout person)
+        g, i = raw["genuine"], raw["impostor"]
+        bins = np.linspace(min(g.min(), i.min(), top.min()), 1.0, 80)
+        ax.hist(i, bins=bins, density=True, alpha=0.5, label=f"impostor pairs ({len(i):,})")
+        ax.hist(g, bins=bins, density=True, alpha=0.5, label=f"genuine pairs ({len(g):,})")
+        ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
+                   label=f"1:1 thr @FAR {verif['target_far']:g}: {verif['threshold']:.3f}")
+    else:
+        bins = np.linspace(top.min(), 1.0, 80)
     ax.hist(top, bins=bins, density=True, histtype="step", lw=1.5,
             label=f"non-mated top-1 over N={oset['gallery_identities']:,} ({len(top):,})")
-    ax.axvline(verif["threshold"], color="k", ls="--", lw=1,
-               label=f"1:1 thr @FAR {verif['target_far']:g}: {verif['threshold']:.3f}")
     ax.axvline(oset["threshold"], color="r", ls="-", lw=1,
                label=f"1:N thr @FPIR {oset['target_fpir']:g}: {oset['threshold']:.3f}")
     ax.set_xlabel("cosine similarity")
@@ -43,7 +48,13 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
     ax.set_title("Score distributions")
     ax.legend(fontsize=7)
     paths.append(_save(fig, out / "scores.png"))
+    if verif is not None:
+        paths.append(_roc(plt, out, verif, raw["genuine"], raw["impostor"]))
+    paths.append(_openset(plt, out, oset, raw, top, verif))
+    return paths
 
+
+def _roc(plt, out: Path, verif: dict, g: np.ndarray, i: np.ndarray) -> Path:
     far, tar, _ = M.roc_curve(g, i)
     floor = 0.5 / len(i)
     keep = _thin(far, tar, floor)
@@ -64,8 +75,10 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
     a2.set_ylabel("FRR = 1 - TAR")
     a2.set_title("DET (1:1)")
     a2.grid(True, which="both", alpha=0.3)
-    paths.append(_save(fig, out / "roc.png"))
+    return _save(fig, out / "roc.png")
 
+
+def _openset(plt, out: Path, oset: dict, raw: dict, top: np.ndarray, verif: dict | None) -> Path:
     t = np.linspace(min(top.min(), raw["mate_score"][np.isfinite(raw["mate_score"])].min()
                         if np.isfinite(raw["mate_score"]).any() else top.min()), 1.0, 400)
     fpir = M.fpir_curve(top, t)
@@ -97,16 +110,16 @@ def write_plots(out_dir: str | os.PathLike, calibration: dict, raw: dict) -> lis
         oset["threshold"], color="r", lw=1,
         label=f"threshold {oset['threshold']:.3f}: FPIR {oset['fpir']:.3f}, TPIR "
               + ("not measured" if oset["tpir"] is None else f"{oset['tpir']:.3f}")))
-    handles.append(ax.axvline(
-        verif["threshold"], color="k", ls="--", lw=1,
-        label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}"))
+    if verif is not None:
+        handles.append(ax.axvline(
+            verif["threshold"], color="k", ls="--", lw=1,
+            label=f"1:1 threshold: FPIR {oset['fpir_at_verification_threshold']:.3f}"))
     ax.set_xlabel("threshold (cosine)")
     ax.set_ylabel(f"FPIR (log; floor {fpir_floor:.1e} = none of {len(top):,} searches)")
     ax.set_title(f"Open-set 1:N, gallery N = {oset['gallery_identities']:,} identities")
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.grid(True, which="both", alpha=0.3)
-    paths.append(_save(fig, out / "openset.png"))
-    return paths
+    return _save(fig, out / "openset.png")
 
 
 def _thin(far: np.ndarray, tar: np.ndarray, floor: float, points: int = 1500) -> np.ndarray:
