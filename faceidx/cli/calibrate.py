@@ -33,10 +33,13 @@ def _rate(name: str):
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write scores.png, roc.png and openset.png here.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of pair sampling.")
+@click.option("--score", type=click.Choice(["best", "template"]), default="best", show_default=True,
+              help="Scores to calibrate on, as `query --score` decides: a person's best face, "
+                   "or their template (normalised mean of their faces).")
 @device_option
 @json_option
 def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: float,
-              plots_dir: Path | None, seed: int, device: str, as_json: bool) -> None:
+              plots_dir: Path | None, seed: int, score: str, device: str, as_json: bool) -> None:
     """Calibrate INDEX_DIR's threshold on held-out labelled faces (writes calibration.json).
 
     1:1: genuine/impostor pairs of the holdout give ROC, EER, TAR at --target-far and
@@ -59,6 +62,7 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
       faceidx calibrate faces.index --holdout strangers/ --plots plots/
       faceidx calibrate faces.index --holdout heldout/ --plots plots/
       faceidx calibrate faces.index --holdout heldout/ --target-fpir 1e-3 --json
+      faceidx calibrate faces.index --holdout heldout/ --score template
     """
     from faceidx.gallery.probes import is_collection
     from faceidx.index import open_index
@@ -74,8 +78,14 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
         batch = coll.read_all(columns=["identity", "source", "embedding"])
     else:
         batch = _embed_holdout(holdout, index, device)
-    opts = CalibrationOptions(target_far=target_far, target_fpir=target_fpir, seed=seed)
-    result, raw = run(index, batch, opts, holdout_path=str(holdout))
+    opts = CalibrationOptions(target_far=target_far, target_fpir=target_fpir, seed=seed,
+                              score=score)
+    templates_of = None
+    if score == "template":
+        from faceidx.gallery.templates import templates_for
+
+        templates_of = templates_for(index)
+    result, raw = run(index, batch, opts, holdout_path=str(holdout), templates_of=templates_of)
     if plots_dir is not None:
         from faceidx.query.plots import write_plots
 
@@ -130,7 +140,8 @@ def _report(r: dict, path: Path) -> None:
         kf = v["kfold"]
         click.echo(f"  {kf['folds']}-fold accuracy {kf['accuracy']:.4f} +- {kf['std']:.4f} "
                    f"({kf['per_fold']} + {kf['per_fold']} pairs per fold)")
-    click.echo(f"1:N open-set against N = {o['gallery_identities']:,} identities "
+    click.echo(f"1:N open-set ({r['threshold'].get('score', 'best')} scores) against "
+               f"N = {o['gallery_identities']:,} identities "
                f"({o['gallery_faces']:,} faces): {o['mated_searches']:,} mated, "
                f"{o['nonmated_searches']:,} non-mated searches "
                f"({o['nonmated_strangers']:,} strangers + {o['nonmated_mate_removed']:,} with the mate removed)")

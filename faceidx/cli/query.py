@@ -45,10 +45,13 @@ def _check_threshold(ctx, param, value: str) -> str:
               help="Model to embed probe images (default: the index's; must match it).")
 @click.option("--detector", type=click.Choice(["hog", "none"]), default=None,
               help="Face detector for probe images (default: the one the index's faces used).")
+@click.option("--score", type=click.Choice(["best", "template"]), default="best", show_default=True,
+              help="A listed person's score: their best face, or their template (the "
+                   "normalised mean of their faces; calibrate with the same --score).")
 @device_option
 @json_option
 def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, faces: str,
-          model: str | None, detector: str | None, device: str, as_json: bool) -> None:
+          model: str | None, detector: str | None, score: str, device: str, as_json: bool) -> None:
     """Identify probes: the top-k identities of each and the decision (a name or unknown).
 
     PROBE is an image file, a folder of images, or an embeddings collection/parquet file.
@@ -62,12 +65,13 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
       faceidx query faces.index photo.jpg strangers/ -k 3
       faceidx query faces.index group.jpg --faces all --json
       faceidx query faces.index probes.parquet --threshold auto --json
+      faceidx query faces.index photo.jpg --score template
     """
     from faceidx.gallery import open_gallery
     from faceidx.gallery.probes import load_probes
 
     gallery = open_gallery(index_dir, threshold=threshold, device=device, model=model,
-                           detector=detector)
+                           detector=detector, score=score)
     thr = gallery.threshold_for(None)
     for warning in thr.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -80,14 +80,16 @@ class Verification:
 
 def open_gallery(index_dir: str | os.PathLike, threshold: str | float = "auto",
                  device: str = "auto", model: str | None = None, detector: str | None = None,
-                 threads: int | None = None) -> Gallery:
+                 threads: int | None = None, score: str = "best") -> Gallery:
     """Open a gallery for identification. See the module docstring for an example.
 
     threshold: the default decision threshold, "auto" (calibration.json) or a cosine.
+    score: how a listed person scores, "best" face or "template" (faceidx.query.template);
+    "auto" refuses a calibration.json made on the other score.
     model/detector: to embed probe images (default: those the index was built with).
     threads: FAISS's OpenMP threads, set once here (None: FAISS's default).
     """
-    return Gallery(index_dir, threshold, device, model, detector, threads)
+    return Gallery(index_dir, threshold, device, model, detector, threads, score)
 
 
 class Gallery:
@@ -95,11 +97,13 @@ class Gallery:
 
     def __init__(self, index_dir, threshold: str | float = "auto", device: str = "auto",
                  model: str | None = None, detector: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, score: str = "best"):
         from faceidx.index import open_index
         from faceidx.index.faissio import set_threads
+        from faceidx.query.template import check_score
 
         self.path = Path(index_dir)
+        self.score = check_score(score)
         self.device, self.model, self.detector = device, model, detector
         self.default_threshold = threshold
         set_threads(threads)
@@ -124,7 +128,8 @@ class Gallery:
         calibration, thr, error = None, None, None
         try:
             calibration = load_calibration_or_none(self.path, manifest)
-            thr = resolve_threshold(self.path, manifest, self.default_threshold, calibration)
+            thr = resolve_threshold(self.path, manifest, self.default_threshold, calibration,
+                                    self.score)
         except DataError as err:
             error = err
         return Snapshot(index, calibration, thr, error, lambda: self._counts_of(index))
@@ -197,7 +202,8 @@ class Gallery:
             if snap.threshold is None:
                 raise snap.threshold_error
             return snap.threshold
-        return resolve_threshold(self.path, snap.index.manifest, threshold, snap.calibration)
+        return resolve_threshold(self.path, snap.index.manifest, threshold, snap.calibration,
+                                 self.score)
 
     # -- identification -----------------------------------------------------------------
 
@@ -207,7 +213,13 @@ class Gallery:
         snap = snap or self._snap
         q = self._vectors(vectors)
         thr = self.threshold_for(threshold, snap)
-        out = identify(snap.index, q, k=k, threshold=thr.value) if len(q) else []
+        templates_of = None
+        if self.score == "template":
+            from faceidx.gallery.templates import templates_for
+
+            templates_of = templates_for(snap.index)
+        out = identify(snap.index, q, k=k, threshold=thr.value, score=self.score,
+                       templates_of=templates_of) if len(q) else []
         for res in out:
             res.fpir = thr.fpir
         return out

@@ -58,9 +58,16 @@ def load_calibration_or_none(index_dir: str | os.PathLike, manifest: dict) -> di
     return load_calibration(index_dir, manifest)
 
 
-def fpir_at(calibration: dict | None, threshold: float, identities: int) -> float | None:
-    """Calibrated FPIR at `threshold` for a gallery of `identities` people, or None."""
-    if not calibration:
+def calibrated_score(calibration: dict | None) -> str:
+    """The score ("best" or "template") a calibration was made on; "best" before it said."""
+    return str(((calibration or {}).get("threshold") or {}).get("score", "best"))
+
+
+def fpir_at(calibration: dict | None, threshold: float, identities: int,
+            score: str = "best") -> float | None:
+    """Calibrated FPIR at `threshold` for a gallery of `identities` people, or None (also
+    when the calibration was made on another score)."""
+    if not calibration or calibrated_score(calibration) != score:
         return None
     oset = calibration.get("openset", {})
     ext = oset.get("extrapolation") or {}
@@ -75,7 +82,7 @@ def fpir_at(calibration: dict | None, threshold: float, identities: int) -> floa
 
 
 def resolve_threshold(index_dir: str | os.PathLike, manifest: dict, threshold: str | float | None,
-                      calibration: dict | None = None) -> Threshold:
+                      calibration: dict | None = None, score: str = "best") -> Threshold:
     """The threshold to decide with: a number as given, or "auto" from calibration.json.
 
     "auto" without calibration.json raises DataError saying to calibrate; a calibration of
@@ -89,9 +96,16 @@ def resolve_threshold(index_dir: str | os.PathLike, manifest: dict, threshold: s
     if calibration is None:
         calibration = load_calibration_or_none(index_dir, manifest)
     if t is not None:
-        return Threshold(t, "--threshold", fpir_at(calibration, t, identities))
+        return Threshold(t, "--threshold", fpir_at(calibration, t, identities, score))
     if calibration is None:
         calibration = load_calibration(index_dir, manifest)  # raises: says to calibrate
+    if calibrated_score(calibration) != score:
+        from faceidx.query.calibfile import CalibrationMismatchError
+
+        raise CalibrationMismatchError(
+            f"calibration.json was made on {calibrated_score(calibration)!r} scores but this "
+            f"query decides on {score!r} scores: run `faceidx calibrate --score {score}`, "
+            f"or query with --score {calibrated_score(calibration)}", index_dir)
     warnings = []
     warning = check_growth(calibration, manifest)
     if warning:
@@ -100,7 +114,7 @@ def resolve_threshold(index_dir: str | os.PathLike, manifest: dict, threshold: s
     c = calibration["threshold"]
     value = float(c["value"])
     return Threshold(value, f"calibration.json (FPIR {c['target_fpir']:g} at N={c['gallery_identities']})",
-                     fpir_at(calibration, value, identities), tuple(warnings))
+                     fpir_at(calibration, value, identities, score), tuple(warnings))
 
 
 def verification_threshold(calibration: dict | None, index_dir=None) -> tuple[float, float]:

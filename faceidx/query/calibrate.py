@@ -37,6 +37,7 @@ from faceidx.query.calibfile import gallery_size, index_id
 from faceidx.query.identify import search_identities
 from faceidx.query.pairs import generate_pairs, pairs_to_indices
 from faceidx.query.tail import fit_impostor_tail, growth_table
+from faceidx.query.template import TEMPLATE, check_score, rescore_templates
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class CalibrationOptions:
     folds: int = 10
     seed: int = 0
     min_support: float = 10.0  # warn below min_support / target; refuse below 1 / target
+    score: str = "best"        # what query decides on: "best" face or "template"
 
 
 def enrolled_identities(index) -> set[str]:
@@ -180,15 +182,20 @@ def _kfold(vectors, labels, opts: CalibrationOptions, warnings: list) -> dict | 
     return None
 
 
-def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings: list
-            ) -> tuple[dict, dict]:
-    """1:N results against the index as built, and raw arrays (for plots)."""
+def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings: list,
+            templates_of=None) -> tuple[dict, dict]:
+    """1:N results against the index as built, and raw arrays (for plots); on the scores
+    query decides on (opts.score; "template" needs `templates_of`)."""
     enrolled = enrolled_identities(index)
     n_ids = len(enrolled)
     is_mated = np.array([x in enrolled for x in labels], bool)
     k = max(10, opts.tail_k)
     t0 = time.perf_counter()
     hits = search_identities(index, vectors, k=min(k, max(n_ids, 1)))
+    if check_score(opts.score) == TEMPLATE:
+        if templates_of is None:
+            raise ValueError("score='template' needs templates_of (the listed people's templates)")
+        hits = rescore_templates(vectors, hits, templates_of)
     search_s = time.perf_counter() - t0
     is_mate = hits.identities == np.asarray(labels, dtype=object)[:, None]
     found = is_mate.any(axis=1)
@@ -243,7 +250,7 @@ def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings:
 
 
 def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = None,
-              holdout_path: str | None = None) -> tuple[dict, dict]:
+              holdout_path: str | None = None, templates_of=None) -> tuple[dict, dict]:
     """Run both calibrations; returns (calibration dict for calibration.json, raw arrays).
 
     `holdout` must carry embeddings and identities (rows without identity are ignored).
@@ -273,7 +280,7 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
                                holdout_path)
     warnings: list[str] = []
     verif, vraw = verification(x, labels, opts, warnings)
-    oset, oraw = openset(index, x, labels, sources, opts, warnings)
+    oset, oraw = openset(index, x, labels, sources, opts, warnings, templates_of)
     oset["fpir_at_verification_threshold"] = None if verif is None else float(
         M.fpir_curve(oraw["nonmated_top"], verif["threshold"]))
     manifest = index.manifest
@@ -284,7 +291,8 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
                   "model": manifest.get("meta", {}).get("model")},
         "holdout": {"path": holdout_path, "faces": int(len(x)), "identities": n_people},
         "threshold": {"value": oset["threshold"], "kind": "1:N open-set",
-                      "target_fpir": opts.target_fpir, "gallery_identities": oset["gallery_identities"]},
+                      "target_fpir": opts.target_fpir, "gallery_identities": oset["gallery_identities"],
+                      "score": opts.score},
         "verification": verif,
         "openset": oset,
         "warnings": warnings,

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from faceidx.errors import DataError
+from faceidx.query.template import TEMPLATE, check_score, rescore_templates
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +147,21 @@ def check_threshold(threshold: float | None) -> None:
 
 def identify(index: SearchableIndex, queries: np.ndarray, k: int = 5,
              threshold: float | None = None, depth: int | None = None,
-             nprobe: int | None = None, max_depth: int = MAX_DEPTH) -> list[Identification]:
+             nprobe: int | None = None, max_depth: int = MAX_DEPTH, score: str = "best",
+             templates_of=None) -> list[Identification]:
     """Top-k distinct identities for each row of `queries` (float32 (q, D), unit norm).
 
     See :func:`search_identities` for depth and scores; `threshold` (or None for a
-    closed-set answer) sets each Identification's decision.
+    closed-set answer) sets each Identification's decision. score="template" re-scores
+    the listed people against their templates (faceidx.query.template; needs
+    `templates_of`, e.g. faceidx.gallery.templates.templates_for(index)).
     """
     check_threshold(threshold)
+    if check_score(score) == TEMPLATE and templates_of is None:
+        raise ValueError("score='template' needs templates_of (the listed people's templates)")
     hits = search_identities(index, queries, k, depth, nprobe, max_depth)
+    if score == TEMPLATE:
+        hits = rescore_templates(queries, hits, templates_of)
     out = []
     for r in range(len(hits.scores)):
         n = int((hits.face_ids[r] >= 0).sum())
