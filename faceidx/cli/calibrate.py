@@ -75,7 +75,8 @@ def calibrate(index_dir: Path, holdout: Path, target_far: float, target_fpir: fl
     if is_collection(holdout):
         coll = open_collection(holdout)
         index.meta.check_compatible(coll.meta, holdout)
-        batch = coll.read_all(columns=["identity", "source", "embedding"])
+        batch = coll.read_all(columns=["identity", "source", "embedding"]
+                              + (["quality"] if "quality" in coll.columns else []))
     else:
         batch = _embed_holdout(holdout, index, device)
     opts = CalibrationOptions(target_far=target_far, target_fpir=target_fpir, seed=seed,
@@ -162,6 +163,16 @@ def _report(r: dict, path: Path) -> None:
             click.echo(f"  at {g['factor']}x N ({g['identities']:,} identities): FPIR "
                        f"{g['fpir_at_threshold']:.4f} at this threshold; "
                        f"{g['threshold_for_target']:.4f} would keep it at {o['target_fpir']:g} (modelled)")
+    qual = r.get("quality")
+    if qual:
+        g = qual["gate"]
+        click.echo(f"quality gate {g['gate']:.3f}" + (" (none: refusing low-quality probes wins "
+                   "no mated search back)" if g["gate"] <= 0 else
+                   f": threshold {g['threshold']:.4f}, TPIR {g['tpir']:.4f}, refused {g['refused']:.3f}"))
+        for b in qual["buckets"]:
+            rates = ", ".join(f"{k.upper()} {b[k]:.3f}" for k in ("tpir", "fpir") if b[k] is not None)
+            click.echo(f"  quality {b['quality'][0]:.2f}-{b['quality'][1]:.2f}: {b['mated']} mated, "
+                       f"{b['nonmated']} non-mated searches" + (f"; {rates}" if rates else ""))
     for p in r.get("plots", []):
         click.echo(f"plot: {p}")
     click.echo(f"wrote {path}")

@@ -81,6 +81,9 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
     if not len(p.vectors) and not p.skipped:
         raise DataError("no probe to search", probes[0])
     results, latencies = _search(gallery, p.vectors, k)
+    from faceidx.query.quality_gate import gate_results
+
+    gate_results(results, p.quality, thr.quality_gate)
     for res, box in zip(results, p.boxes, strict=True):
         res.box = box
     summary = _summary(p, results, latencies, thr, gallery)

@@ -40,6 +40,7 @@ import pyarrow as pa
 from faceidx.embedder.detect import Detection, iter_detections
 from faceidx.embedder.device import resolve_device
 from faceidx.embedder.encode import TTA_MODES, Encoder
+from faceidx.embedder.quality import chip_scores
 from faceidx.embedder.resume import (  # noqa: F401  (read_failures: part of this module's API)
     FAILURES_NAME,
     SETTINGS_NAME,
@@ -61,6 +62,7 @@ DEFAULT_MODEL = "dlib-resnet-v1"
 EXTRA_FIELDS = (
     pa.field("box", pa.list_(pa.int32(), 4)),
     pa.field("det_score", pa.float32()),
+    pa.field("quality", pa.float32()),   # faceidx.embedder.quality score; NaN: not measured
 )
 
 
@@ -177,6 +179,7 @@ class EmbeddedBatch:
     scores: list
     failures: list[Detection]
     images: int
+    quality: np.ndarray | None = None    # per face (NaN or None: not measured)
 
 
 def plan_embed(items: Sequence[SourceItem], out_dir: str | os.PathLike, meta: CollectionMeta, *,
@@ -244,8 +247,14 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
         from faceidx.io.rewrite import drop_failure_records
 
         drop_failure_records(out / FAILURES_NAME, plan.retry.__contains__)
+    fields = EXTRA_FIELDS
+    if plan.resuming and (out / MANIFEST_NAME).exists():   # a collection from before `quality`
+        from faceidx.io.manifest import CollectionManifest
+
+        old = CollectionManifest.load(out / MANIFEST_NAME).extra_columns
+        fields = tuple(f for f in EXTRA_FIELDS if f.name in old or f.name != "quality")
     with CollectionWriter(out, plan.meta, shard_rows=shard_rows,
-                          buffer_rows=min(shard_rows, 65_536), extra_fields=EXTRA_FIELDS,
+                          buffer_rows=min(shard_rows, 65_536), extra_fields=fields,
                           resume=plan.resuming) as writer, \
             _FailureLog(out / FAILURES_NAME) as failure_log, \
             Counter(progress, total=len(plan.todo), desc="embed", unit="img") as bar:
@@ -255,10 +264,14 @@ def write_embedded(plan: EmbedPlan, batches, shard_rows: int = 50_000,
                 failure_log.add(det, plan.stored.get(det.item.path, det.item.path))
                 summary.failures[det.reason] = summary.failures.get(det.reason, 0) + 1
             if len(batch.vectors):
+                extra = {"box": _box_column(batch.boxes),
+                         "det_score": np.asarray(batch.scores, np.float32)}
+                if len(fields) > 2:
+                    extra["quality"] = (np.full(len(batch.vectors), np.nan, np.float32)
+                                        if batch.quality is None else
+                                        np.asarray(batch.quality, np.float32))
                 writer.write(batch.vectors, identities=batch.identities,
-                             sources=[plan.stored.get(p, p) for p in batch.sources],
-                             extra={"box": _box_column(batch.boxes),
-                                    "det_score": np.asarray(batch.scores, np.float32)})
+                             sources=[plan.stored.get(p, p) for p in batch.sources], extra=extra)
                 summary.faces += len(batch.vectors)
             summary.processed += batch.images
             bar.update(batch.images)
@@ -299,7 +312,8 @@ def _embedded(encoder: Encoder, chips: list, dets: list[Detection]) -> EmbeddedB
     return EmbeddedBatch(vectors, [item.identity for _, item in chips],
                          [item.path for _, item in chips], [c.box for c, _ in chips],
                          [c.score for c, _ in chips],
-                         [d for d in dets if d.reason is not None], len(dets))
+                         [d for d in dets if d.reason is not None], len(dets),
+                         chip_scores([(c, item.path) for c, item in chips]))
 
 
 def _box_column(boxes: list[tuple[int, int, int, int]]) -> pa.Array:

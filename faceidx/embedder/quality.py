@@ -89,3 +89,28 @@ def face_quality(chip, image_hw: tuple[int, int]) -> Quality:
     return Quality(size=_ramp(side, 30, 80), share=_ramp(share, 0.005, 0.05, log=True),
                    sharpness=_ramp(sharpness(chip.chip), 20, 300, log=True), pose=pose,
                    single=1.0 if chip.faces_in_image <= 1 else 0.5, detector=det)
+
+
+def image_hw(path) -> tuple[int, int] | None:
+    """(height, width) of an image file from its header (no decode); None when unreadable.
+    An EXIF rotation swaps the two, which leaves the face's share of the area unchanged."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, ValueError):
+        return None
+
+
+def chip_scores(chips_and_paths) -> np.ndarray:
+    """Quality scores (n,) of (Chip, image path) pairs as embed writes them (NaN where the
+    image size cannot be read); one header read per image."""
+    sizes: dict = {}
+    out = np.full(len(chips_and_paths), np.nan, np.float32)
+    for i, (chip, path) in enumerate(chips_and_paths):
+        if path not in sizes:
+            sizes[path] = image_hw(path)
+        if sizes[path] is not None:
+            out[i] = face_quality(chip, sizes[path]).score
+    return out

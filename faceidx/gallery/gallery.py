@@ -30,6 +30,7 @@ import numpy as np
 from faceidx.errors import DataError, NotFoundError
 from faceidx.gallery.threshold import Threshold, load_calibration_or_none, resolve_threshold
 from faceidx.query.identify import Identification, identify
+from faceidx.query.quality_gate import gate_results
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,11 @@ class Gallery:
     # -- identification -----------------------------------------------------------------
 
     def identify(self, vectors: np.ndarray, k: int = 5, threshold: str | float | None = None,
-                 snap: Snapshot | None = None) -> list[Identification]:
-        """Top-k identities and a decision for each embedding row (1-D: one probe)."""
+                 snap: Snapshot | None = None, quality=None) -> list[Identification]:
+        """Top-k identities and a decision for each embedding row (1-D: one probe).
+
+        quality: each probe face's quality score (faceidx.embedder.quality; NaN or None: not
+        gated); below the calibrated gate (threshold "auto") a probe answers low_quality."""
         snap = snap or self._snap
         q = self._vectors(vectors)
         thr = self.threshold_for(threshold, snap)
@@ -222,6 +226,7 @@ class Gallery:
                        templates_of=templates_of) if len(q) else []
         for res in out:
             res.fpir = thr.fpir
+        gate_results(out, quality, thr.quality_gate)
         return out
 
     def identify_image(self, image, k: int = 5, threshold: str | float | None = None,
@@ -239,6 +244,9 @@ class Gallery:
         rows = [fs.vectors for fs in found]
         flat = self.identify(np.concatenate(rows) if rows else np.empty((0, self.dim)), k,
                              thr.value, snap)
+        gate_results(flat, np.concatenate([np.full(len(fs.vectors), np.nan) if fs.quality is None
+                                           else fs.quality for fs in found]) if found else None,
+                     thr.quality_gate)
         out, at = [], 0
         for fs in found:
             if fs.reason is not None:

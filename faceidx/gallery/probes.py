@@ -35,6 +35,7 @@ class FaceSet:
     boxes: np.ndarray
     reason: str | None = None
     detail: str = ""
+    quality: np.ndarray | None = None   # (n,) faceidx.embedder.quality scores
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Probes:
     truth: list[str | None] = field(default_factory=list)
     boxes: list[tuple | None] = field(default_factory=list)
     skipped: list[tuple[str, str | None, str]] = field(default_factory=list)
+    quality: list[float] = field(default_factory=list)   # per row; NaN: none (not gated)
     embed_seconds: float = 0.0
     images: int = 0
 
@@ -114,8 +116,15 @@ class ImageEmbedder:
         return aligner
 
     def detect(self, image, faces: str = "largest", source: str | None = None):
-        """(chips, boxes, reason): the aligned chips of an image file path, bytes or RGB array."""
+        """(chips, boxes, reason, detail): the aligned chips of an image file path, bytes or
+        RGB array."""
+        chips, boxes, reason, detail, _ = self.detect_faces(image, faces)
+        return chips, boxes, reason, detail
+
+    def detect_faces(self, image, faces: str = "largest"):
+        """detect's answer plus each face's quality score (n,)."""
         from faceidx.embedder.decode import ImageError
+        from faceidx.embedder.quality import face_quality
 
         if faces not in FACE_POLICIES:
             raise ValueError(f"faces must be one of {FACE_POLICIES}, got {faces!r}")
@@ -127,13 +136,15 @@ class ImageEmbedder:
             else:
                 rgb = _decode_path(image, self.detector)
         except ImageError as err:
-            return [], np.empty((0, 4), np.int32), err.code, str(err)
+            return [], np.empty((0, 4), np.int32), err.code, str(err), np.empty(0)
         chips = self._aligner()(rgb, faces)
         if not chips:
             h, w = rgb.shape[:2]
-            return [], np.empty((0, 4), np.int32), "no_face", f"no face found in {w}x{h} image"
+            return ([], np.empty((0, 4), np.int32), "no_face", f"no face found in {w}x{h} image",
+                    np.empty(0))
         boxes = np.asarray([c.box for c in chips], np.int32).reshape(-1, 4)
-        return [c.chip for c in chips], boxes, None, ""
+        quality = np.array([face_quality(c, rgb.shape[:2]).score for c in chips], np.float64)
+        return [c.chip for c in chips], boxes, None, "", quality
 
     def encode(self, chips) -> np.ndarray:
         """uint8 chips (n, 150, 150, 3) -> unit float32 vectors (n, D)."""
@@ -143,13 +154,13 @@ class ImageEmbedder:
 
     def embed(self, images, faces: str = "largest", sources=None) -> list[FaceSet]:
         """One FaceSet per image (path, bytes or RGB array), in order, in one model batch."""
-        found = [self.detect(im, faces) for im in images]
+        found = [self.detect_faces(im, faces) for im in images]
         vectors = self.encode([c for chips, *_ in found for c in chips])
         out, at = [], 0
-        for i, (chips, boxes, reason, detail) in enumerate(found):
+        for i, (chips, boxes, reason, detail, quality) in enumerate(found):
             src = sources[i] if sources is not None else (
                 str(images[i]) if isinstance(images[i], (str, os.PathLike)) else f"image {i}")
-            out.append(FaceSet(src, vectors[at:at + len(chips)], boxes, reason, detail))
+            out.append(FaceSet(src, vectors[at:at + len(chips)], boxes, reason, detail, quality))
             at += len(chips)
         return out
 
@@ -184,8 +195,11 @@ def load_probes(paths, reader, embedder_factory, faces: str = "largest") -> Prob
         if is_collection(p):
             coll = open_collection(p)
             reader.meta.check_compatible(coll.meta, p)
-            batch = coll.read_all(columns=["identity", "source", "embedding"])
+            cols = ["identity", "source", "embedding"]
+            batch = coll.read_all(columns=cols + (["quality"] if "quality" in coll.columns else []))
             vecs.append(np.asarray(batch.embeddings, np.float32))
+            out.quality += list(np.asarray(batch.extra.get("quality", np.full(len(batch), np.nan)),
+                                           np.float64))
             out.sources += [str(s) for s in batch.sources]
             out.truth += list(batch.identities)
             out.boxes += [None] * len(batch.embeddings)
@@ -208,6 +222,8 @@ def load_probes(paths, reader, embedder_factory, faces: str = "largest") -> Prob
             out.sources += [item.path] * len(fs.vectors)
             out.truth += [item.identity] * len(fs.vectors)
             out.boxes += [tuple(int(v) for v in b) for b in fs.boxes]
+            out.quality += list(fs.quality if fs.quality is not None
+                                else np.full(len(fs.vectors), np.nan))
         out.embed_seconds += time.perf_counter() - t0
         out.images += len(items)
     if vecs:

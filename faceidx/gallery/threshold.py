@@ -31,6 +31,7 @@ class Threshold:
     origin: str
     fpir: float | None = None
     warnings: tuple[str, ...] = field(default=())
+    quality_gate: float = 0.0   # probes with a quality below it answer low_quality (auto only)
 
 
 def parse_threshold(value: str | float | None) -> float | None:
@@ -114,7 +115,8 @@ def resolve_threshold(index_dir: str | os.PathLike, manifest: dict, threshold: s
     c = calibration["threshold"]
     value = float(c["value"])
     return Threshold(value, f"calibration.json (FPIR {c['target_fpir']:g} at N={c['gallery_identities']})",
-                     fpir_at(calibration, value, identities, score), tuple(warnings))
+                     fpir_at(calibration, value, identities, score), tuple(warnings),
+                     float(c.get("quality_gate") or 0.0))
 
 
 def verification_threshold(calibration: dict | None, index_dir=None) -> tuple[float, float]:

@@ -107,6 +107,7 @@ def validate_calibration(obj: dict, path) -> None:
     _number(thr, "value", -1.0, 1.0, path, "threshold.")
     _number(thr, "target_fpir", 0.0, 1.0, path, "threshold.", open_low=True)
     _number(thr, "gallery_identities", 0, big, path, "threshold.", integer=True)
+    _number(thr, "quality_gate", 0.0, 1.0, path, "threshold.", required=False)
     index = obj.get("index", {})
     if not isinstance(index, dict):
         raise CalibrationMismatchError("index must be an object", path)

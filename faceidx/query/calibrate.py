@@ -36,6 +36,7 @@ from faceidx.query import metrics as M
 from faceidx.query.calibfile import gallery_size, index_id
 from faceidx.query.identify import search_identities
 from faceidx.query.pairs import generate_pairs, pairs_to_indices
+from faceidx.query.quality_gate import fit_gate, rates_by_bucket
 from faceidx.query.tail import fit_impostor_tail, growth_table
 from faceidx.query.template import TEMPLATE, check_score, rescore_templates
 
@@ -246,7 +247,8 @@ def openset(index, vectors, labels, sources, opts: CalibrationOptions, warnings:
                                 "per-identity impostor scores; FPIR_N'(t) = 1-exp(-(N'/N) "
                                 "lambda_N(t)) (see faceidx/query/tail.py)",
                                 "growth": growth_table(tail, thr, opts.target_fpir)}
-    return out, {"nonmated_top": top, "mate_rank": r, "mate_score": s}
+    return out, {"nonmated_top": top, "mate_rank": r, "mate_score": s,
+                 "nonmated_rows": np.flatnonzero(mated | nonmated), "mated_rows": np.flatnonzero(mated)}
 
 
 def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = None,
@@ -273,6 +275,8 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = np.asarray(holdout.identities[keep], dtype=object)
     sources = None if holdout.sources is None else holdout.sources[keep]
+    quality = (holdout.extra or {}).get("quality")
+    quality = None if quality is None else np.asarray(quality, np.float64)[keep]
     n_people = len(set(labels))
     if n_people < 2:
         raise CalibrationError(f"holdout holds {n_people} identity: calibration needs at "
@@ -297,4 +301,32 @@ def calibrate(index, holdout: EmbeddingBatch, opts: CalibrationOptions | None = 
         "openset": oset,
         "warnings": warnings,
     }
+    if quality is not None and np.isfinite(quality).any():
+        result["quality"] = quality_calibration(quality, oraw, opts, warnings)
+        gate = result["quality"]["gate"]
+        if gate["gate"] > 0:
+            result["threshold"].update(value=gate["threshold"], quality_gate=gate["gate"])
+            oset.update(threshold=gate["threshold"], fpir=gate["fpir"], tpir=gate["tpir"])
     return result, {**vraw, **oraw}
+
+
+def quality_calibration(quality: np.ndarray, oraw: dict, opts: CalibrationOptions,
+                        warnings: list) -> dict:
+    """The probe quality gate fitted on the holdout (faceidx.query.quality_gate) and the
+    rates per quality bucket at the ungated threshold. Faces without a quality (NaN) are
+    never gated: they count as quality 1."""
+    missing = ~np.isfinite(quality)
+    if missing.any():
+        warnings.append(f"{int(missing.sum())} holdout faces have no quality score: "
+                        "counted as never gated")
+    q = np.where(missing, 1.0, quality)
+    top, rank, score = oraw["nonmated_top"], oraw["mate_rank"], oraw["mate_score"]
+    qn, qm = q[oraw["nonmated_rows"]], q[oraw["mated_rows"]]
+    fit = fit_gate(top, qn, rank, score, qm, opts.target_fpir)
+    keep = ("gate", "threshold", "tpir", "fpir", "refused")
+
+    def pick(row):
+        return {k: None if math.isnan(row[k]) else row[k] for k in keep}
+
+    return {"gate": pick(fit), "no_gate": pick(fit["no_gate"]),
+            "buckets": rates_by_bucket(qn, top, qm, rank, score, fit["no_gate"]["threshold"])}

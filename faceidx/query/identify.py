@@ -63,6 +63,7 @@ class Candidate:
 KNOWN = "known"              # the top identity scored >= threshold: decision is its name
 UNLABELLED = "unlabelled"    # the top face scored >= threshold but was enrolled without a name
 NO_FACE = "no_face"          # nothing to search: the image had no usable face (see reason)
+LOW_QUALITY = "low_quality"  # the probe face scored below calibration's quality gate: no name
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Identification:
     fpir: float | None = None
     box: tuple[int, int, int, int] | None = None
     reason: str | None = None
+    quality: float | None = None
 
     @classmethod
     def skipped(cls, reason: str, threshold: float | None = None) -> Identification:
@@ -117,8 +119,11 @@ class Identification:
     def decision(self) -> str | None:
         """The top identity if its exact score >= threshold; None otherwise (see status).
 
-        Without a threshold (None) the top identity is returned (closed-set answer).
+        Without a threshold (None) the top identity is returned (closed-set answer); a
+        refused probe (reason set, e.g. LOW_QUALITY) gets None.
         """
+        if self.reason is not None:
+            return None
         return self.candidates[0].identity if self.accepted else None
 
     def to_json(self) -> dict:
@@ -136,6 +141,8 @@ class Identification:
             out["box"] = [int(v) for v in self.box]
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.quality is not None:
+            out["quality"] = round(float(self.quality), 4)
         return out
 
 

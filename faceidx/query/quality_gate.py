@@ -11,6 +11,10 @@ the share of ALL mated searches that pass the gate, rank their mate first and sc
 >= t(g). The gate chosen maximises TPIR (ties: the lower gate); it is 0 (no gate) unless
 gating wins mated searches back. Needs mated searches: with a holdout of strangers only
 there is nothing to trade, and the gate stays 0.
+
+`gate_results(results, quality, gate)` applies a gate to query answers: a probe whose
+quality is below it gets status low_quality (no name); a probe without a quality (NaN,
+or None: an embedding given as it is) is never gated.
 """
 
 from __future__ import annotations
@@ -60,3 +64,20 @@ def rates_by_bucket(q_nonmated, nonmated_top, q_mated, mate_rank, mate_score, th
                     "tpir": float(np.mean((rank[m_in] == 1) & (score[m_in] >= threshold)))
                     if m_in.any() else None})
     return out
+
+
+def gate_results(results, quality, gate: float) -> None:
+    """Mark each Identification whose quality is < `gate` as low_quality (in place); every
+    result with a quality keeps it in `.quality`. quality None: nothing to gate."""
+    from faceidx.query.identify import LOW_QUALITY
+
+    if quality is None:
+        return
+    q = np.asarray(quality, np.float64).reshape(-1)
+    if len(q) != len(results):
+        raise ValueError(f"{len(q)} quality scores for {len(results)} probes")
+    for res, value in zip(results, q, strict=True):
+        if np.isfinite(value):
+            res.quality = float(value)
+            if gate > 0 and value < gate and res.reason is None:
+                res.reason = LOW_QUALITY
