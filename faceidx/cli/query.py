@@ -105,6 +105,8 @@ def query(index_dir: Path, probes: tuple[Path, ...], k: int, threshold: str, fac
     fpir = "" if thr.fpir is None else f" (FPIR {thr.fpir:.3g} for this gallery)"
     click.echo(f"\n{summary['probes']} probes, threshold {thr.value:.4f} from {thr.origin}{fpir}; "
                f"{summary['known']} answered with a name, {summary['unknown']} unknown"
+               + (f", {summary['low_quality']} low_quality (below the quality gate "
+                  f"{thr.quality_gate:.3f})" if summary["low_quality"] else "")
                + (f", {summary['skipped']} skipped (no usable face)" if p.skipped else ""))
     if summary["correct"] is not None:
         click.echo(f"labelled probes: {summary['correct']} correct answers of {summary['labelled']}")
@@ -141,7 +143,9 @@ def _summary(p, results, latencies, thr, gallery) -> dict:
     lat = np.asarray(latencies or [0.0]) * 1000
     return {"probes": len(results) + len(p.skipped), "searched": len(results),
             "skipped": len(p.skipped), "known": sum(d is not None for d in decisions),
-            "unknown": sum(d is None for d in decisions), "threshold": thr.value,
+            "unknown": sum(r.status == "unknown" for r in results),
+            "low_quality": sum(r.status == "low_quality" for r in results),
+            "quality_gate": thr.quality_gate, "threshold": thr.value,
             "threshold_from": thr.origin, "fpir_at_threshold": thr.fpir,
             "labelled": labelled, "correct": correct,
             "single_query": len(results) <= SINGLE_QUERY_MAX,
@@ -162,7 +166,8 @@ def _table(p, results, k: int, enrolled) -> None:
     click.echo(f"{'probe':<{width}}  {box_col}{truth_col}{'answer':<22} {'score':>6} "
                f"{'margin':>6}  top-{k} (identity score)")
     for src, truth, box, res in zip(p.sources, p.truth, p.boxes, results, strict=True):
-        answer = {"known": res.decision, "unlabelled": "(unlabelled face)"}.get(res.status, "unknown")
+        answer = {"known": res.decision, "unlabelled": "(unlabelled face)",
+                  "low_quality": "low_quality"}.get(res.status, "unknown")
         right = (res.decision == truth) if truth in enrolled else res.decision is None
         mark = "-" if truth is None else "right" if right else "WRONG"
         col = f"{(truth or '-')[:22]:<22} {mark:<6} " if labelled else ""

@@ -107,6 +107,10 @@ def test_cli_calibrate_reports_buckets_and_query_gates(gated_index, small_index,
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{\"probe")]
     assert [row["status"] for row in rows] == [LOW_QUALITY, "known"]
+    r = CliRunner().invoke(cli, ["query", str(d), str(tmp_path / "probes")])
+    assert r.exit_code == 0 and "1 answered with a name, 0 unknown, 1 low_quality" in r.output, r.output
     # probes without the quality column (old collections) are not gated
     r = CliRunner().invoke(cli, ["query", str(d), str(small_index["holdout"]), "--json"])
-    assert r.exit_code == 0 and LOW_QUALITY not in r.output
+    assert r.exit_code == 0
+    rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{\"probe")]
+    assert len(rows) == 1200 and all(row["status"] != LOW_QUALITY for row in rows)
