@@ -219,7 +219,10 @@ def refusal(n: int, dim: int, max_memory: int, max_train: int = DEFAULT_MAX_TRAI
     what = f"index spec {factory!r}" if factory else f"the smallest index ({smallest.factory})"
     return (f"--max-memory {fmt_bytes(max_memory)} cannot hold {n:,} vectors of {dim}-D: "
             f"{what} needs {fmt_bytes(est.peak)} ({est.summary()}). "
-            f"It fits {lo:,} vectors; for {n:,} use --max-memory {fmt_bytes(est.peak * 1.01 + 1)}"
+            + (f"It fits {lo:,} vectors; " if lo else
+               f"No collection fits: the look-up-table and re-rank budgets alone take "
+               f"{fmt_bytes(est.search['lut_budget'] + est.search['rerank_budget'])}; ")
+            + f"for {n:,} use --max-memory {fmt_bytes(est.peak * 1.01 + 1)}"
             + ("" if factory is None else " or --index-spec auto"))
 
 
