@@ -22,7 +22,6 @@ def setup(tmp_path_factory, small_index):
     shutil.copytree(small_index["index"], d / "index")
     x, labels = small_index["x"], small_index["labels"]
     write_collection(d / "one_id", x[:4], labels[:4], [f"s{i}" for i in range(4)])
-    write_collection(d / "no_pairs", x[::4], labels[::4], [f"s{i}" for i in range(0, 1600, 4)])
     other = CollectionMeta(model="other-model", dim=32)
     write_collection(d / "other_model", x[:8], labels[:8], [f"s{i}" for i in range(8)], other)
     # a second, different index (other data) whose calibration must not be used here
@@ -100,7 +99,6 @@ def test_calibration_of_another_index_refused(setup, calibrated):
 
 @pytest.mark.parametrize("holdout,message", [
     ("one_id", "1 identity"),
-    ("no_pairs", "no genuine pairs"),
     ("other_model", "does not match"),
 ])
 def test_calibrate_bad_holdouts(setup, holdout, message):
