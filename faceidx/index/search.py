@@ -275,11 +275,11 @@ def _open_generation(path: Path, manifest: IndexManifest, allow_incomplete: bool
     first = 0
     merged = manifest.merged
     if merged:
-        index = read_index(path / merged["file"], mmap=merged.get("mmap", False),
-                           ondisk=merged.get("ondisk", False))
         if any(p.is_symlink() for p in (path / merged["file"], (path / merged["file"]).parent)):
             raise DataError("is a symbolic link; an index's files must lie inside it",
                             path / merged["file"])
+        index = read_index(path / merged["file"], mmap=merged.get("mmap", False),
+                           ondisk=merged.get("ondisk", False))
         _check_count(index, sum(s.live for s in manifest.shards[:merged["shards"]]),
                      path / merged["file"])
         parts.append(Part.of(index))
