@@ -21,6 +21,16 @@ if [ -d "$data/lfw-subset" ]; then
   faceidx enrol "$out/index" "$out/gallery" --face largest --quiet
   faceidx info "$out/index"
 
+  echo "== faceidx calibrate on strangers only: people never enrolled (the usual case: a"
+  echo "   public labelled face set of other people) set the 1:N threshold on their own;"
+  echo "   TPIR is then not measured, and the calibration below replaces this one"
+  mkdir -p "$out/strangers"
+  for d in "$out/holdout"/*/; do
+    name=$(basename "$d")
+    [ -e "$out/gallery/$name" ] || cp -r "$d" "$out/strangers/$name"
+  done
+  faceidx calibrate "$out/index" --holdout "$out/strangers" --target-far 1e-3 --target-fpir 1e-2
+
   echo "== faceidx calibrate on a photo folder the gallery has never seen: other photos of"
   echo "   enrolled people and photos of never-enrolled people (threshold for FPIR 1% at this"
   echo "   gallery's size; 1:1 numbers for FAR 0.1%)"
