@@ -23,3 +23,23 @@ def calibrated_index(small_index, tmp_path_factory):  # noqa: F811
     cal, _ = calibrate(open_index(d), holdout, CalibrationOptions(target_fpir=0.02))
     save_calibration(d, cal)
     return d, small_index
+
+
+def photo_index(shared_data, tmp_path, photos):
+    """LFW photos (relative paths) linked into tmp_path/people/<person>/, embedded with
+    `faceidx embed` into tmp_path/e and indexed into tmp_path/idx; returns (tree, idx)."""
+    from click.testing import CliRunner
+
+    from faceidx.cli.main import cli
+
+    tree = tmp_path / "people"
+    for rel in photos:
+        dst = tree / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(shared_data / "lfw-subset" / rel)
+    run = CliRunner().invoke
+    for args in (["-q", "embed", str(tree), "--out", str(tmp_path / "e"), "--workers", "0"],
+                 ["-q", "build", str(tmp_path / "e"), "--out", str(tmp_path / "idx")]):
+        r = run(cli, args)
+        assert r.exit_code == 0, r.output
+    return tree, tmp_path / "idx"

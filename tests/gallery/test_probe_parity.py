@@ -4,9 +4,8 @@ decoding (dlib's JPEG pixels), detector and chip template, so its own face score
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from faceidx.cli.main import cli
+from tests.gallery.conftest import photo_index
 
 pytestmark = pytest.mark.slow
 
@@ -17,15 +16,8 @@ PHOTOS = ("Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "AJ_Cook/AJ_Cook_0001.jpg",
 def test_probe_photo_scores_its_own_enrolled_face_exactly(shared_data, tmp_path):
     from faceidx import open_gallery
 
-    tree = tmp_path / "people"
-    for rel in PHOTOS:
-        dst = tree / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.symlink_to(shared_data / "lfw-subset" / rel)
-    run = CliRunner().invoke
-    assert run(cli, ["-q", "embed", str(tree), "--out", str(tmp_path / "e"), "--workers", "0"]).exit_code == 0
-    assert run(cli, ["-q", "build", str(tmp_path / "e"), "--out", str(tmp_path / "idx")]).exit_code == 0
-    gallery = open_gallery(tmp_path / "idx", threshold=0.5, device="cpu")
+    tree, idx = photo_index(shared_data, tmp_path, PHOTOS)
+    gallery = open_gallery(idx, threshold=0.5, device="cpu")
     for rel in PHOTOS:
         for probe in (tree / rel, (tree / rel).read_bytes()):
             [res] = gallery.identify_image(probe, k=1)

@@ -8,10 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from faceidx.cli.main import cli
+from tests.gallery.conftest import photo_index
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +22,7 @@ def test_planted_small_face_is_low_quality(shared_data, tmp_path):
     from faceidx.io import open_collection
     from faceidx.query.calibfile import save_calibration
 
-    tree = tmp_path / "people"
-    for rel in PHOTOS:
-        dst = tree / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.symlink_to(shared_data / "lfw-subset" / rel)
-    run = CliRunner().invoke
-    assert run(cli, ["-q", "embed", str(tree), "--out", str(tmp_path / "e"), "--workers", "0"]).exit_code == 0
-    assert run(cli, ["-q", "build", str(tmp_path / "e"), "--out", str(tmp_path / "idx")]).exit_code == 0
+    tree, _ = photo_index(shared_data, tmp_path, PHOTOS)
     stored = open_collection(tmp_path / "e").read_all(columns=["source", "quality"])
     by_source = {s.split("/")[-1]: q for s, q in zip(stored.sources, stored.extra["quality"], strict=True)}
     photo = tree / PHOTOS[0]
