@@ -28,6 +28,7 @@ import numpy as np
 from faceidx.index.manifest import IndexManifest
 from faceidx.index.store import identity_names_of
 from faceidx.io.atomic import atomic_path, write_json_atomic
+from faceidx.io.fs import load_npy
 
 CACHE = "identities.npy"
 CACHE_INFO = "identities.json"
@@ -64,7 +65,7 @@ class IdentitySet:
         try:
             cached = json.loads((out / CACHE_INFO).read_text())["dirs"]
             if cached == dirs[:len(cached)]:
-                ids = cls(np.load(out / CACHE, allow_pickle=False).astype(np.uint64), list(cached))
+                ids = cls(load_npy(out / CACHE).astype(np.uint64), list(cached))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no cache, or a damaged one: rebuilt from the shards
         for d in dirs[len(ids.dirs):]:

@@ -23,6 +23,7 @@ from faceidx import __version__
 from faceidx.errors import DataError
 from faceidx.io import CollectionMeta
 from faceidx.io.atomic import read_format_json, write_json_atomic
+from faceidx.io.fs import load_npy
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "faceidx-index"
@@ -47,7 +48,7 @@ def load_mean(index_dir: str | os.PathLike, dim: int):
 
     path = Path(index_dir) / "mean.npy"
     try:
-        mean = np.load(path, allow_pickle=False)
+        mean = load_npy(path)
     except (OSError, ValueError) as err:
         raise DataError(f"the index is centred (center: true) but its mean cannot be read: "
                         f"{err.__class__.__name__}", path) from err

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from faceidx.errors import DataError
+from faceidx.io.fs import load_npy
 
 FILES = ("face_ids.npy", "vectors.npy", "identity_codes.npy", "identity_names.bin",
          "identity_offsets.npy", "sources.bin", "source_offsets.npy", "sorted_face_ids.npy",
@@ -128,7 +129,7 @@ class ShardStoreWriter:
 
 def _load(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return load_npy(path, mmap_mode="r")
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read index row store file: {err}", path) from err
 
@@ -369,7 +370,7 @@ def load_erased(index_dir: str | os.PathLike) -> np.ndarray:
     if not path.exists():
         return np.empty(0, np.int64)
     try:
-        rows = np.load(path, allow_pickle=False)
+        rows = load_npy(path)
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read erased rows: {err}", path) from err
     if rows.ndim != 1 or rows.dtype.kind not in "iu":

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -102,3 +103,20 @@ def filesystem(url: str | os.PathLike) -> LocalFileSystem:
     raise DataError(f"{scheme}:// is not supported: put collections and indexes on a path "
                     "every node sees (a shared file system, or the bucket mounted with FUSE)",
                     text)
+
+
+_NPY_HEADER = threading.Lock()
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = None):
+    """np.load of a .npy file (no pickles), memory-mapped when `mmap_mode` is given.
+
+    Serialised: numpy parses .npy headers with ast.literal_eval, and CPython 3.11's
+    compiler is not thread-safe ("SystemError: AST constructor recursion depth mismatch"
+    when two threads parse at once, seen with a reader reopening a new generation while
+    another thread opened one). Only the header parse and the mmap are under the lock.
+    """
+    import numpy as np
+
+    with _NPY_HEADER:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
