@@ -291,7 +291,9 @@ def plot(records: list[dict], path: Path) -> None:
     b.legend()
     for ax in (a, b):
         ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle("faceidx serve, loopback, 1M-face merged gallery (2 shared cores, loaded)")
+    load = max(r.get("loadavg_1m", 0.0) for r in rows)
+    fig.suptitle(f"faceidx serve, loopback, 1M-face merged gallery (2 cores, load average "
+                 f"up to {load:.1f})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
