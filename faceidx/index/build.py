@@ -35,9 +35,9 @@ from faceidx.index.manifest import (
     shard_dir_name,
 )
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
+from faceidx.index.staging import staging_dir
 from faceidx.index.store import ShardStore, identity_names_of
 from faceidx.index.train import train_stage
-from faceidx.index.writer import staging_dir
 from faceidx.io import Collection, open_collection
 from faceidx.io.atomic import sha256_file
 from faceidx.progress import Counter

@@ -127,7 +127,7 @@ def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
 
     new.num_identities = _count_identities(out, new)
     new.build["erased_rows"] = int(sum(s.erased for s in new.shards))
-    from faceidx.index.writer import _pending_dirs, collect_garbage
+    from faceidx.index.staging import collect_garbage, pending_dirs
 
     new.save(out)  # the publish; then content removal in place, then the old files go
     m.generation = new.generation
@@ -135,7 +135,7 @@ def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
         _scrub(out / new_shards[no].dir, local, m.dim)  # vectors, sources (shared inodes)
         _unlink_rows(out / old_dirs[no], local)  # a reader of the old generation too
     (out / ERASED_NAME).unlink(missing_ok=True)
-    collect_garbage(out, new, _pending_dirs(out))
+    collect_garbage(out, new, pending_dirs(out))
     _log_erasure(out, face_ids, identities, count, new.generation)
     result = {"erased_now": count, "erased_total": new.build["erased_rows"],
               "faces": new.live_rows, "identities": new.num_identities}
@@ -151,8 +151,8 @@ def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
 def _rewrite_shard(out: Path, m: IndexManifest, old: ShardInfo, store: ShardStore,
                    local: np.ndarray, gen: int) -> ShardInfo:
     """Write shard `old` without rows `local` into a new folder; return its entry."""
+    from faceidx.index.staging import staging_dir
     from faceidx.index.store import identity_names_of
-    from faceidx.index.writer import staging_dir
     from faceidx.io.atomic import sha256_file
 
     name = f"{old.dir.split('.')[0]}.g{gen}"

@@ -39,7 +39,7 @@ def merge_index(index_dir: str | Path) -> dict:
     (N: the generation that publishes it); the folder it replaces is deleted after the
     publish, so readers of the previous generation keep their files.
     """
-    from faceidx.index.writer import _pending_dirs, collect_garbage
+    from faceidx.index.staging import collect_garbage, pending_dirs
 
     out = Path(index_dir)
     manifest = IndexManifest.load(out)
@@ -51,7 +51,7 @@ def merge_index(index_dir: str | Path) -> dict:
     info = merge_shards(out, manifest, len(manifest.shards), manifest.generation + 1)
     manifest.merged = info
     manifest.save(out)
-    collect_garbage(out, manifest, _pending_dirs(out))
+    collect_garbage(out, manifest, pending_dirs(out))
     log.info("merged %d shard(s) into %s", info["shards"], info["file"])
     return info
 
@@ -59,7 +59,7 @@ def merge_index(index_dir: str | Path) -> dict:
 def merge_shards(out: Path, manifest: IndexManifest, count: int, generation: int) -> dict:
     """Merge the FAISS files of the first `count` shards into a new folder (not yet
     published); returns the manifest's "merged" entry for it."""
-    from faceidx.index.writer import staging_dir
+    from faceidx.index.staging import staging_dir
 
     trained = read_index(out / "trained.index")
     if ivf_of(trained) is None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -40,13 +39,19 @@ from faceidx.index.manifest import (
     load_mean,
     shard_dir_name,
 )
+from faceidx.index.staging import (
+    PENDING_FORMAT,
+    PENDING_NAME,
+    collect_garbage,
+    discard_pending,
+    load_pending,
+    pending_dirs,
+    staging_dir,
+    write_pending,
+)
 from faceidx.io.validate import MIN_NORM
 
 log = logging.getLogger(__name__)
-
-PENDING_NAME = "pending-add.json"
-PENDING_FORMAT = "faceidx-pending-add"
-
 
 def current_generation(index_dir: str | os.PathLike) -> int:
     """The generation of the manifest published now (cheap: one small JSON read)."""
@@ -102,7 +107,7 @@ class IndexWriter:
     def publish(self, manifest: IndexManifest) -> None:
         """Replace manifest.json (generation + 1), then delete what no manifest names."""
         manifest.save(self.index_dir)
-        collect_garbage(self.index_dir, manifest, _pending_dirs(self.index_dir))
+        collect_garbage(self.index_dir, manifest, pending_dirs(self.index_dir))
 
     def _stores(self, manifest: IndexManifest):
         from faceidx.index.store import RowStore, ShardStore
@@ -165,7 +170,7 @@ class IndexWriter:
                                 "indexed", self.index_dir)
         if n == 0:
             return fids
-        _discard_pending(self.index_dir, m)
+        discard_pending(self.index_dir, m)
         number = len(m.shards)
         folder = self.index_dir / shard_dir_name(number)
         tmp = staging_dir(self.index_dir, folder.name)
@@ -217,12 +222,12 @@ class IndexWriter:
         if any(c.get("done") and (c.get("key") == key or (
                 "key" not in c and c.get("path") == path and c.get("rows") == coll.num_rows))
                for c in m.collections):
-            _discard_pending(self.index_dir, m)
+            discard_pending(self.index_dir, m)
             log.info("%s was already added to %s: nothing to do", coll.path, self.index_dir)
             return {"added": 0, "already_added": True, "shards": 0, "renumbered_from": None}
-        pending = _load_pending(self.index_dir, m, key)
+        pending = load_pending(self.index_dir, m, key)
         if pending is None:
-            _discard_pending(self.index_dir, m)
+            discard_pending(self.index_dir, m)
             pending = self._start_pending(coll, m, key, opts.batch_size)
             m = self.manifest()  # the reservation was published
         entry = {"path": path, "rows": coll.num_rows, "key": key, "first_shard": len(m.shards),
@@ -234,7 +239,7 @@ class IndexWriter:
 
         def save() -> None:
             pending["staged"] = [asdict(s) for s in staged]
-            _write_pending(self.index_dir, pending)
+            write_pending(self.index_dir, pending)
 
         reserved = m.next_face_id
         add_shards(coll, self.index_dir, m, opts, gpu=use_gpu(opts.device), staged=staged,
@@ -270,7 +275,7 @@ class IndexWriter:
         pending = {"format": PENDING_FORMAT, "key": key, "path": str(coll.path.resolve()),
                    "base_shards": len(m.shards), "base_rows": m.rows,
                    "renumber_from": renumber, "staged": []}
-        _write_pending(self.index_dir, pending)
+        write_pending(self.index_dir, pending)
         self.publish(m)  # the face ids are reserved before any shard uses them
         return pending
 
@@ -289,7 +294,7 @@ class IndexWriter:
         from faceidx.index.erase import erase_locked
 
         m = self.manifest()
-        _discard_pending(self.index_dir, m)
+        discard_pending(self.index_dir, m)
         own = _own_collections(self.index_dir)
         need = verify or collection is not None or bool(own)
         result = erase_locked(self, m, face_ids, identities, keep_vectors=need)
@@ -395,89 +400,3 @@ def check_new_vectors(vectors: np.ndarray, dim: int, where: str | os.PathLike) -
         raise DataError(f"vector {i} has norm {norms[i]:.3g}, below {MIN_NORM}: it has no "
                         "direction to index", where)
     return prepare(x)
-
-
-# -- pending add journal --------------------------------------------------------------------
-
-def _write_pending(index_dir: Path, pending: dict) -> None:
-    from faceidx.io.atomic import write_json_atomic
-
-    write_json_atomic(index_dir / PENDING_NAME, pending)
-
-
-def _read_pending(index_dir: Path) -> dict | None:
-    path = index_dir / PENDING_NAME
-    if not path.exists():
-        return None
-    try:
-        obj = json.loads(path.read_text())
-        if obj.get("format") != PENDING_FORMAT:
-            raise ValueError("not a pending-add journal")
-        [ShardInfo(**s) for s in obj["staged"]]
-        return obj
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        log.warning("%s: unreadable (%s); the interrupted add starts over", path, err)
-        return {"staged": []}
-
-
-def _load_pending(index_dir: Path, m: IndexManifest, key: str) -> dict | None:
-    """The journal of an interrupted add of this collection onto this very manifest."""
-    p = _read_pending(index_dir)
-    if p and p.get("key") == key and p.get("base_shards") == len(m.shards) \
-            and p.get("base_rows") == m.rows:
-        staged = [ShardInfo(**s) for s in p["staged"]]
-        if all((index_dir / s.dir).is_dir() for s in staged):
-            return p
-    return None
-
-
-def _pending_dirs(index_dir: Path) -> set[str]:
-    p = _read_pending(index_dir)
-    return {s["dir"] for s in p["staged"]} if p else set()
-
-
-def _discard_pending(index_dir: Path, m: IndexManifest) -> None:
-    """Drop an interrupted add's journal and staged shards (nothing of it was published)."""
-    if (index_dir / PENDING_NAME).exists():
-        log.info("discarding the unfinished add journaled in %s", index_dir / PENDING_NAME)
-        (index_dir / PENDING_NAME).unlink()
-        collect_garbage(index_dir, m, set())
-
-
-def staging_dir(out: Path, name: str, create: bool = True) -> Path:
-    """`out/.name.tmp`, the folder a new part is written in before its rename to
-    `out/name`; whatever a crash left under either name (never published) is removed."""
-    tmp = out / f".{name}.tmp"
-    for stale in (tmp, out / name):
-        if stale.exists():
-            shutil.rmtree(stale)
-    if create:
-        tmp.mkdir()
-    return tmp
-
-
-def collect_garbage(index_dir: str | os.PathLike, m: IndexManifest, keep: set[str]) -> list[str]:
-    """Delete shard/merged folders and temp files that `m` does not name (nor `keep`).
-
-    Only a writer holding the lock calls this. Readers that opened an older generation
-    keep their open files and mappings (POSIX unlink semantics).
-    """
-    out = Path(index_dir)
-    named = {s.dir for s in m.shards} | set(keep)
-    if m.merged and m.merged.get("file"):
-        named.add(Path(m.merged["file"]).parts[0])
-    removed = []
-    for p in out.iterdir():
-        name = p.name
-        ours = name.startswith(("shard-", "merged")) or (name.endswith(".tmp") and name.startswith(
-            (".shard-", ".merged", f".{MANIFEST_NAME}.", f".{PENDING_NAME}.")))
-        if not ours or name in named:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-        removed.append(name)
-    if removed:
-        log.info("removed files no manifest names: %s", ", ".join(sorted(removed)))
-    return removed
