@@ -197,7 +197,7 @@ def accuracy(got: np.ndarray, qident: np.ndarray, ident: np.ndarray) -> float:
 
 def file_queries(path: Path, count: int):
     """(unit queries, their identities, the file's top-10 train rows) of a benchmark file."""
-    from faceidx.io.exchange import open_vector_source
+    from faceidx.io.vector_sources import open_vector_source
 
     with open_vector_source(path) as src:
         q = np.concatenate([b for _, b in src.iter_vectors("test", 65_536)])[:count]
@@ -266,7 +266,7 @@ def main() -> None:
         names = np.asarray([s.names.get(i) for i in range(len(s.names))] + ["<none>"], object)
         codes.append(names[np.asarray(s.codes)])
     ident = np.concatenate(codes)
-    from faceidx.io.exchange import vector_file_format
+    from faceidx.io.vector_sources import vector_file_format
 
     file_truth = None
     if vector_file_format(args.collection):

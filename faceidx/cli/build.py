@@ -71,7 +71,8 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
     """
     from faceidx.cli.options import require_collection
     from faceidx.index.build import BuildOptions, build_index
-    from faceidx.io.exchange import collection_from_vector_file, vector_file_format
+    from faceidx.io.exchange import collection_from_vector_file
+    from faceidx.io.vector_sources import vector_file_format
 
     if vector_file_format(collection):  # ann-benchmarks HDF5 / big-ann: its train split
         collection = collection_from_vector_file(collection, Path(f"{out_dir}.collection"))
