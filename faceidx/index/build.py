@@ -93,7 +93,7 @@ def _build_stages(coll: Collection, out: Path, manifest: IndexManifest, opts: Bu
     t0 = time.perf_counter()
     train = getattr(opts.engine, "train", None) or (lambda fn, *args: fn(*args))
     sha, stats = train(train_stage, coll, out, _params(manifest), coll.dim, manifest.center,
-                       opts.seed, gpu)
+                       opts.seed, opts.device)
     if manifest.trained_sha256 and manifest.trained_sha256 != sha:
         raise DataError("trained.index differs from the one this build started with",
                         out / "trained.index")

@@ -1,9 +1,10 @@
-"""The FAISS GPU path, guarded: nothing here touches CUDA unless faiss reports GPUs.
+"""The GPU paths of a build, guarded: nothing here touches CUDA unless a GPU is seen.
 
-Training: k-means assignment runs on the GPU through the IVF's clustering index.
-Adding: the coarse quantizer is swapped for a GPU copy while vectors are assigned,
-and the CPU quantizer is put back before the index is written, so index files are
-always CPU indexes.
+With a GPU build of FAISS: k-means assignment runs on the GPU through the IVF's
+clustering index, and while adding, the coarse quantizer is swapped for a GPU copy and
+the CPU quantizer put back before the index is written, so index files are always CPU
+indexes. With faiss-cpu and a CUDA GPU that torch sees, the coarse k-means runs in torch
+on that GPU (faceidx/index/kmeans.py) and the rest of training stays on the CPU.
 """
 
 from __future__ import annotations
@@ -29,14 +30,55 @@ def num_gpus() -> int:
         return 0
 
 
+def torch_cuda() -> bool:
+    """Whether torch is installed and sees a CUDA GPU (torch is an optional dependency)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def use_gpu(device: str) -> bool:
-    """Resolve a device choice ("auto", "cpu", "cuda") for faiss work."""
+    """Resolve a device choice ("auto", "cpu", "cuda") for faiss work: True when FAISS
+    itself runs on GPUs. "cuda" is refused only when neither FAISS nor torch sees one."""
     if device == "cpu":
         return False
     n = num_gpus()
-    if device == "cuda" and n == 0:
-        raise RuntimeError("--device cuda asked for, but this faiss build sees no GPU")
+    if device == "cuda" and n == 0 and not torch_cuda():
+        raise RuntimeError("--device cuda asked for, but neither this faiss build nor torch "
+                           "sees a GPU; use --device cpu or auto")
     return n > 0
+
+
+def kmeans_backend(device: str) -> str:
+    """Where the coarse k-means runs for a device choice: "faiss-gpu", "torch-cuda" or "cpu"."""
+    if use_gpu(device):
+        return "faiss-gpu"
+    if device != "cpu" and torch_cuda():
+        return "torch-cuda"
+    return "cpu"
+
+
+def train_coarse_in_torch(index, x, device: str, seed: int) -> dict:
+    """Fill the empty coarse quantizer of `index` with torch k-means centroids of `x`.
+
+    FAISS then skips its own coarse k-means (the quantizer already holds nlist vectors)
+    and trains only the rest (e.g. PQ on residuals). Only for an IVF at the top of
+    `index` (no pre-transform, whose output the centroids would have to live in);
+    returns {} when nothing was done.
+    """
+    from faceidx.index.kmeans import kmeans
+
+    ivf = ivf_of(index)
+    if ivf is None or ivf.quantizer.ntotal:
+        return {}
+    if isinstance(index, faiss().IndexPreTransform):
+        log.info("pre-transformed index: the coarse k-means stays in FAISS")
+        return {}
+    centroids, stats = kmeans(x, ivf.nlist, device=device, seed=seed)
+    ivf.quantizer.add(centroids)
+    return stats
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import numpy as np
 
 from faceidx.errors import DataError
 from faceidx.index.faissio import faiss, ivf_of, prepare, read_index, write_index
-from faceidx.index.gpu import gpu_training
+from faceidx.index.gpu import gpu_training, kmeans_backend, train_coarse_in_torch
 from faceidx.index.params import IndexParams
 from faceidx.io import Collection
 from faceidx.io.atomic import atomic_path, sha256_file
@@ -42,11 +42,13 @@ def make_index(factory: str, dim: int):
 
 
 def train_stage(coll: Collection, index_dir: Path, params: IndexParams, dim: int,
-                center: bool, seed: int = 0, gpu: bool = False) -> tuple[str, dict]:
+                center: bool, seed: int = 0, device: str = "cpu") -> tuple[str, dict]:
     """Train (or reuse) ``trained.index`` in `index_dir`; return (sha256, stats).
 
     With `center`, the mean of the normalised sample is saved as ``mean.npy`` and
-    subtracted (then rows renormalised) before training and adding.
+    subtracted (then rows renormalised) before training and adding. `device` ("auto",
+    "cpu", "cuda") is resolved here, where the stage runs (a Ray task may run it on a
+    GPU node): FAISS on GPUs, torch k-means on a CUDA GPU, or FAISS on the CPU.
     """
     path = index_dir / "trained.index"
     mean_path = index_dir / "mean.npy"
@@ -70,8 +72,12 @@ def train_stage(coll: Collection, index_dir: Path, params: IndexParams, dim: int
         if not index.is_trained:
             log.info("training %s on %d vectors", params.factory, len(x))
             t1 = time.perf_counter()
+            backend = kmeans_backend(device)
+            stats["kmeans"] = backend
             try:
-                with gpu_training(index, gpu):
+                if backend == "torch-cuda":
+                    stats["coarse"] = train_coarse_in_torch(index, x, "cuda", seed)
+                with gpu_training(index, backend == "faiss-gpu"):
                     index.train(x)
             except RuntimeError as err:
                 raise DataError(f"FAISS could not train {params.factory!r} on {len(x)} "
