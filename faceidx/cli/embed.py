@@ -26,6 +26,10 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
 @device_option
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Faces per model forward pass.")
+@click.option("--precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
+              help="On CUDA, auto runs the model under fp16/bf16 autocast when the first "
+                   "batch's embeddings keep cosine >= 0.9999 with fp32; fp32 never does. "
+                   "The CPU always runs fp32.")
 @click.option("--workers", default=None, type=click.IntRange(min=0),
               help="Processes decoding and detecting images (0: in this process). "
                    "Default: the number of CPU cores, at most 8.")
@@ -51,8 +55,8 @@ from faceidx.cli.ray_option import ray_address_arg, ray_option
                    "still being copied); their old records are replaced.")
 @ray_option
 @json_option
-def embed(source: Path, out: Path, model: str, device: str, batch_size: int, workers: int | None,
-          tta: str, shard_rows: int, detector: str, policy: str, identity_regex: str | None,
+def embed(source: Path, out: Path, model: str, device: str, batch_size: int, precision: str,
+          workers: int | None, tta: str, shard_rows: int, detector: str, policy: str, identity_regex: str | None,
           retry_failed: bool, ray_address: str | None, as_json: bool) -> None:
     """Detect, align and embed the faces of SOURCE into the collection OUT.
 
@@ -105,7 +109,7 @@ def embed(source: Path, out: Path, model: str, device: str, batch_size: int, wor
                                        labelling={"identity_regex": identity_regex})
     else:
         summary = embed_source(items, out, model, device=device, batch_size=batch_size,
-                               workers=workers, tta=tta, detector=detector, policy=policy,
+                               precision=precision, workers=workers, tta=tta, detector=detector, policy=policy,
                                shard_rows=shard_rows, progress=settings().progress,
                                labelling={"identity_regex": identity_regex},
                                retry_failed=retry_failed)

@@ -10,10 +10,15 @@ are averaged and normalised again.
 
 Device handling is faceidx.embedder.device's: "auto" resolved once here, torch threads
 set to the usable cores on the CPU, pinned non-blocking channels-last batches on CUDA.
-The model runs in float32 unless the caller enabled a checked autocast on it.
+Precision: with ``precision="auto"`` on CUDA, the first call's chips (up to 64) decide
+once whether the model runs under fp16/bf16 autocast: only when every chip's embedding
+keeps cosine >= 0.9999 with fp32 (FaceModel.enable_autocast). The CPU and
+``precision="fp32"`` always run float32.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -27,14 +32,21 @@ from faceidx.embedder.device import (
 )
 from faceidx.embedder.tta import DEFAULT_JITTER_COPIES, TTA_MODES, copies_of, tta_views
 
-__all__ = ["TTA_MODES", "Encoder"]
+__all__ = ["PRECISIONS", "TTA_MODES", "Encoder"]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32")
+AUTOCAST_SAMPLE = 64  # chips of the first batch that the fp16/bf16 parity check runs on
 
 
 class Encoder:
     """Chips in, normalised float32 vectors out. `model` follows the FaceModel contract."""
 
     def __init__(self, model, device: str | torch.device = "auto", tta: str = "none",
-                 jitters: int = DEFAULT_JITTER_COPIES):
+                 jitters: int = DEFAULT_JITTER_COPIES, precision: str = "auto"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.views = copies_of(tta, jitters)
         self.device = resolve_device(device)
         if self.device.type == "cpu":
@@ -42,6 +54,10 @@ class Encoder:
         self.tta, self.jitters = tta, jitters
         self.model = prepare_model(model, self.device)
         self.dim = int(model.dim)
+        # decided on the first call's real chips; None until then (and on the CPU)
+        self.check_autocast = precision == "auto" and self.device.type == "cuda" \
+            and hasattr(self.model, "enable_autocast")
+        self.autocast_check: dict[str, float] = {}
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:
         """uint8 (n, H, W, 3) RGB chips -> float32 (n, D), rows of unit norm."""
@@ -49,6 +65,12 @@ class Encoder:
         n = len(chips)
         if n == 0:
             return np.empty((0, self.dim), np.float32)
+        if self.check_autocast:
+            self.check_autocast = False
+            self.autocast_check = self.model.enable_autocast(chips[:AUTOCAST_SAMPLE])
+            log.info("CUDA precision: %s (worst cosine vs fp32 on %d chips: %s)",
+                     self.model.autocast_dtype or "fp32", min(n, AUTOCAST_SAMPLE),
+                     self.autocast_check)
         x = chips_to_tensor(chips, self.device)
         with torch.inference_mode():
             if self.views == 1:

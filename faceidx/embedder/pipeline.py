@@ -284,15 +284,15 @@ def embed_source(items: Sequence[SourceItem], out_dir: str | os.PathLike, model=
                  device: str = "auto", batch_size: int = 64, workers: int = 0, tta: str = "none",
                  detector: str = "hog", policy: str = "largest", shard_rows: int = 50_000,
                  progress: bool = False, labelling: dict | None = None,
-                 retry_failed: bool = False) -> EmbedSummary:
+                 retry_failed: bool = False, precision: str = "auto") -> EmbedSummary:
     """Embed `items` into the collection `out_dir`, resuming what a previous run left
-    (retry_failed: also the images failures.jsonl lists)."""
+    (retry_failed: also the images failures.jsonl lists; precision: see Encoder)."""
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     face_model = open_model(model, device)
     plan = plan_embed(items, out_dir, model_meta(face_model), tta=tta, detector=detector,
                       policy=policy, labelling=labelling, retry_failed=retry_failed)
-    encoder = Encoder(face_model, device, tta)
+    encoder = Encoder(face_model, device, tta, precision=precision)
     detections = iter_detections(plan.todo, detector, policy, workers,
                                  template=getattr(face_model, "template", "dlib-150"))
     return write_embedded(plan, embedded_batches(encoder, detections, batch_size, plan.skip_faces),

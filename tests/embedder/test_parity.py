@@ -114,3 +114,31 @@ def test_autocast_parity_check_runs_on_cpu(dlib_chips, port):
     assert choose_autocast(port.raw, x) == (None, {})
     assert port.enable_autocast(np.stack([c for _, c, _ in dlib_chips[:2]])) == {}
     assert port.autocast_dtype is None
+
+
+def test_encoder_precision_auto_stays_fp32_on_the_cpu(dlib_chips, port):
+    from faceidx.embedder.encode import Encoder
+
+    chips = np.stack([c for _, c, _ in dlib_chips[:4]])
+    enc = Encoder(port, "cpu", precision="auto")
+    fp32 = Encoder(port, "cpu", precision="fp32")(chips)
+    np.testing.assert_array_equal(enc(chips), fp32)
+    assert port.autocast_dtype is None and enc.autocast_check == {}
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        Encoder(port, "cpu", precision="fp8")
+
+
+@pytest.mark.gpu
+def test_encoder_precision_auto_on_cuda_checks_the_first_batch(dlib_chips):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from faceidx.embedder.device import AUTOCAST_MIN_COSINE
+    from faceidx.embedder.encode import Encoder
+    from faceidx.embedder.registry import load_model
+
+    chips = np.stack([c for _, c, _ in dlib_chips])
+    fp32 = Encoder(load_model("dlib-resnet-v1", device="cuda"), "cuda", precision="fp32")(chips)
+    auto = Encoder(load_model("dlib-resnet-v1", device="cuda"), "cuda", precision="auto")
+    got = auto(chips)
+    assert auto.autocast_check, "the parity check did not run on the first batch"
+    assert float(np.min(np.sum(got * fp32, axis=1))) >= AUTOCAST_MIN_COSINE - 1e-5
