@@ -45,13 +45,16 @@ def parse_size(value: str | None) -> int | None:
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Subtract the collection mean (then renormalise) before indexing.")
 @click.option("--merge", is_flag=True, help="Also merge shards into one memory-mapped index.")
+@click.option("--trained", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Skip training: use this trained.index (e.g. one a GPU machine made with "
+                   "--device cuda); it must match --index-spec.")
 @device_option
 @ray_option
 @json_option
 def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | None,
           train_size: int | None, shard_rows: int, target_agreement: float, tune_queries: int,
-          max_latency_ms: float | None, center: bool, merge: bool, device: str, ray_address: str | None,
-          as_json: bool) -> None:
+          max_latency_ms: float | None, center: bool, merge: bool, trained: Path | None, device: str,
+          ray_address: str | None, as_json: bool) -> None:
     """Index a collection: train on a sample, add shard by shard, tune search defaults.
 
     COLLECTION may also be an ann-benchmarks HDF5 file or a big-ann .fbin (folder): its
@@ -67,6 +70,8 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
       faceidx build faces/ --out faces.index --index-spec IVF4096,PQ32x4fsr --merge
       faceidx build glove-100-angular.hdf5 --out glove.index
       faceidx build /shared/faces --out /shared/faces.index --ray auto   # shards in Ray tasks
+      faceidx build faces/ --out cpu.index --index-spec IVF32768_HNSW32,PQ64x4fs \\
+          --trained gpu.index/trained.index    # k-means trained on a GPU machine
       faceidx info faces.index
     """
     from faceidx.cli.options import require_collection
@@ -81,7 +86,11 @@ def build(collection: Path, out_dir: Path, index_spec: str, max_memory: str | No
                         train_size=train_size, shard_rows=shard_rows,
                         target_agreement=target_agreement, tune_queries=tune_queries,
                         max_latency_ms=max_latency_ms,
-                        center=center, merge=merge, device=device, progress=settings().progress)
+                        center=center, merge=merge, device=device, trained=trained,
+                        progress=settings().progress)
+    if trained is not None and center:
+        raise click.BadParameter("a trained index made elsewhere has no mean.npy to centre "
+                                 "with; drop --center or --trained", param_hint="--trained")
     try:
         with shard_engine(ray_address, device, settings().quiet) as opts.engine:
             build_index(collection, out_dir, opts)

@@ -37,7 +37,7 @@ from faceidx.index.manifest import (
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
 from faceidx.index.staging import staging_dir
 from faceidx.index.store import ShardStore, identity_names_of
-from faceidx.index.train import train_stage
+from faceidx.index.train import install_trained, train_stage
 from faceidx.io import Collection, open_collection
 from faceidx.io.atomic import sha256_file
 from faceidx.progress import Counter
@@ -60,6 +60,7 @@ class BuildOptions:
     center: bool = False
     merge: bool = False
     device: str = "auto"
+    trained: str | Path | None = None  # a trained.index made elsewhere (e.g. on a GPU)
     seed: int = 0
     progress: bool = False
     engine: object = None  # fills shard folders: None = LocalFiller (this process);
@@ -92,13 +93,17 @@ def _build_stages(coll: Collection, out: Path, manifest: IndexManifest, opts: Bu
     gpu = use_gpu(opts.device)
     t0 = time.perf_counter()
     train = getattr(opts.engine, "train", None) or (lambda fn, *args: fn(*args))
+    installed = install_trained(opts.trained, out, _params(manifest), coll.dim) \
+        if opts.trained else {}
     sha, stats = train(train_stage, coll, out, _params(manifest), coll.dim, manifest.center,
                        opts.seed, opts.device)
     if manifest.trained_sha256 and manifest.trained_sha256 != sha:
         raise DataError("trained.index differs from the one this build started with",
                         out / "trained.index")
     manifest.trained_sha256 = sha
-    if not stats.get("reused"):
+    if installed.get("trained_from"):
+        manifest.build["train"] = installed
+    elif not stats.get("reused"):
         manifest.build["train"] = stats
     manifest.save(out)
     add_shards(coll, out, manifest, opts, gpu=gpu)

@@ -8,6 +8,7 @@ or merged, and `faceidx add` enrols new faces without retraining.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -86,3 +87,44 @@ def train_stage(coll: Collection, index_dir: Path, params: IndexParams, dim: int
         stats["train_size"] = len(x)
     write_index(index, path)
     return sha256_file(path), stats
+
+
+def install_trained(src: str | Path, index_dir: Path, params: IndexParams, dim: int) -> dict:
+    """Use `src`, a trained empty index made elsewhere, as `index_dir`'s trained.index.
+
+    For training once where it is cheap (a GPU machine: `faceidx build --device cuda`
+    leaves OUT/trained.index) and building anywhere. It must be what `params.factory`
+    makes for `dim`: same index type, lists and code size, trained and empty; otherwise
+    DataError names the file and what differs. A resumed build keeps the trained.index
+    it already has.
+    """
+    src = Path(src)
+    path = index_dir / "trained.index"
+    if path.exists():
+        return {"reused": True}
+    got = read_index(src)
+    want = make_index(params.factory, dim)
+    problems = []
+    if got.d != dim:
+        problems.append(f"it holds {got.d}-D vectors, the collection {dim}-D")
+    if type(got).__name__ != type(want).__name__:
+        problems.append(f"it is a {type(got).__name__}, {params.factory!r} makes a {type(want).__name__}")
+    g_ivf, w_ivf = ivf_of(got), ivf_of(want)
+    if g_ivf is not None and w_ivf is not None:
+        if g_ivf.nlist != w_ivf.nlist:
+            problems.append(f"it has {g_ivf.nlist} lists, {params.factory!r} {w_ivf.nlist}")
+        if g_ivf.code_size != w_ivf.code_size:
+            problems.append(f"its codes are {g_ivf.code_size} B, {params.factory!r} makes "
+                            f"{w_ivf.code_size} B")
+    if not got.is_trained:
+        problems.append("it is not trained")
+    if got.ntotal:
+        problems.append(f"it already holds {got.ntotal} vectors (give a trained.index, not a shard)")
+    if problems:
+        raise DataError(f"cannot be used as the trained index of this build: {'; '.join(problems)}. "
+                        f"Train one with `faceidx build COLLECTION --out DIR --index-spec "
+                        f"{params.factory}` (OUT/trained.index), or drop --trained", src)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(src, tmp)
+    log.info("trained index taken from %s", src)
+    return {"trained_from": str(src.resolve()), "train_size": 0}

@@ -136,3 +136,36 @@ def test_help_has_examples(runner):
     for cmd in ("build", "add", "merge", "tune"):
         r = runner.invoke(cli, [cmd, "--help"])
         assert r.exit_code == 0 and "Example:" in r.output
+
+
+def test_build_with_a_trained_index_made_elsewhere(tmp_path, runner):
+    x, _ = write_collection(tmp_path / "c", n_ids=300, per_id=8)
+    spec = ["--index-spec", "IVF32,PQ8x4fsr", "--tune-queries", "200"]
+    assert run(runner, "build", tmp_path / "c", "--out", tmp_path / "a", *spec).exit_code == 0
+    trained = tmp_path / "a" / "trained.index"
+    r = run(runner, "build", tmp_path / "c", "--out", tmp_path / "b", *spec, "--trained", trained)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["build"]["train"]["trained_from"] == str(trained.resolve())
+    assert (tmp_path / "b" / "trained.index").read_bytes() == trained.read_bytes()
+    from faceidx.index import open_index
+
+    a = open_index(tmp_path / "a").search(x[:200], k=3, nprobe=8)
+    b = open_index(tmp_path / "b").search(x[:200], k=3, nprobe=8)
+    np.testing.assert_array_equal(a[1], b[1])  # the same trained index adds the same codes
+
+
+def test_build_refuses_a_trained_index_of_another_spec(tmp_path, runner):
+    write_collection(tmp_path / "c", n_ids=300, per_id=8)
+    assert run(runner, "build", tmp_path / "c", "--out", tmp_path / "a", "--index-spec",
+               "IVF32,PQ8x4fsr", "--tune-queries", "200").exit_code == 0
+    trained = tmp_path / "a" / "trained.index"
+    r = run(runner, "build", tmp_path / "c", "--out", tmp_path / "b", "--index-spec", "IVF64,PQ4x4fsr",
+            "--trained", trained)
+    assert r.exit_code == 1
+    assert str(trained) in r.output and "32 lists" in r.output and "4 B" in r.output
+    r = run(runner, "build", tmp_path / "c", "--out", tmp_path / "d", "--index-spec", "IVF32,PQ8x4fsr",
+            "--trained", tmp_path / "a" / "shard-00000" / "index.faiss")
+    assert r.exit_code == 1 and "already holds 2400 vectors" in r.output
+    r = run(runner, "build", tmp_path / "c", "--out", tmp_path / "e", "--trained", trained, "--center")
+    assert r.exit_code == 2 and "--center" in r.output
