@@ -10,7 +10,8 @@ machine's GPU:
   - parity: max |raw - dlib| of the torch port in fp32 on CUDA, and the worst cosine of
     fp16 / bf16 autocast against fp32 (what `--precision auto` checks);
   - `host`: the path `faceidx embed` takes (Encoder: uint8 chips from host memory through
-    pinned memory, normalised float32 back to host), per batch size, fp32 and auto;
+    pinned memory, normalised float32 back to host), per batch size, fp32 and auto (auto
+    uses the checked fp16/bf16 only from Encoder's AUTOCAST_MIN_BATCH images a pass);
   - `resident`: the model alone on chips already on the GPU (the GPU's ceiling).
 Chips are the real ones tiled to `--faces`. One JSON line per measurement, then a summary
 with the goal of issue 16 (>= 5,000 aligned faces/s).
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     for precision in ("fp32", "auto"):
         enc = Encoder(load_model(spec, device="cuda"), "cuda", precision=precision)
         enc(chips)  # the first call decides autocast (auto) on real chips
-        chosen = str(enc.model.autocast_dtype or "fp32").replace("torch.", "")
+        chosen = str(enc.autocast_dtype or "fp32").replace("torch.", "")
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
             def host(enc=enc, batch=batch):
                 for s in range(0, len(tiled), batch):
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
                 with torch.inference_mode():
                     for s in range(0, len(resident), batch):
                         t = resident[s:s + batch].permute(0, 3, 1, 2).float()
-                        enc.model(t.contiguous(memory_format=torch.channels_last))
+                        enc.embed_tensor(t.contiguous(memory_format=torch.channels_last))
 
             for path, fn in (("host", host), ("resident", on_gpu)):
                 rate = timed_rate(fn, len(tiled), args.rounds)
