@@ -15,7 +15,7 @@ once whether the model may run under fp16/bf16 autocast: only when every chip's
 embedding keeps cosine >= 0.9999 with fp32 (FaceModel.enable_autocast). It then runs so
 for forward passes of at least AUTOCAST_MIN_BATCH images, where it pays: on an H200 the
 dlib ResNet under fp16 ran 0.78x fp32's speed at batch 64, 0.98x at 256 and 1.17x at
-1024 (benchmarks/embed_gpu.py, docs/EMBEDDING.md). The CPU and ``precision="fp32"``
+1024 (benchmarks/embed_gpu.py, docs/MODEL.md). The CPU and ``precision="fp32"``
 always run float32.
 """
 
