@@ -37,14 +37,14 @@ TASK_RETRIES = 3
 
 def fill_task(part: Collection, part_start: int, job: ShardJob, trained: str,
               renumber: int | None, mean: np.ndarray | None, batch_size: int,
-              device: str) -> dict:
+              device: str, vector_dtype: str = "float32") -> dict:
     """Ray task: fill one shard folder; returns fill_shard's stats and the node it ran on."""
     from faceidx.index.gpu import use_gpu
 
     fs = filesystem(job.folder)
     fs.rmtree(job.folder)  # a retried attempt starts from an empty folder
     stats = fill_shard(part, part_start, job.lo, job.hi, job.folder, Path(trained), job.row0,
-                       renumber, mean, batch_size, use_gpu(device))
+                       renumber, mean, batch_size, use_gpu(device), vector_dtype)
     stats["node"] = node_id()
     return stats
 
@@ -81,7 +81,7 @@ class RayFiller:
 
     def fill(self, coll: Collection, jobs: list[ShardJob], trained: Path,
              renumber: int | None, mean: np.ndarray | None, batch_size: int,
-             gpu: bool) -> Iterator[tuple[ShardJob, dict]]:
+             gpu: bool, vector_dtype: str = "float32") -> Iterator[tuple[ShardJob, dict]]:
         ray = require_ray()
         task = ray.remote(fill_task).options(
             num_cpus=self.cpus_per_task, num_gpus=1 if self.gpus else 0,
@@ -95,7 +95,7 @@ class RayFiller:
             for job in todo:
                 part, start = collection_range(coll, job.lo, job.hi)
                 pending.append((job, task.remote(part, start, job, str(trained), renumber,
-                                                 mean_ref, batch_size, self.device)))
+                                                 mean_ref, batch_size, self.device, vector_dtype)))
                 if len(pending) >= self.in_flight:
                     return
 

@@ -36,7 +36,7 @@ from faceidx.index.manifest import (
 )
 from faceidx.index.params import DEFAULT_MAX_TRAIN, params_for_spec
 from faceidx.index.staging import staging_dir
-from faceidx.index.store import ShardStore, identity_names_of
+from faceidx.index.store import ShardStore, identity_names_of, vector_dtype_of
 from faceidx.index.train import install_trained, train_stage
 from faceidx.io import Collection, open_collection
 from faceidx.io.atomic import sha256_file
@@ -61,6 +61,7 @@ class BuildOptions:
     merge: bool = False
     device: str = "auto"
     trained: str | Path | None = None  # a trained.index made elsewhere (e.g. on a GPU)
+    vectors: str = "float32"  # dtype of the exact re-rank vectors on disk: float32 | float16
     seed: int = 0
     progress: bool = False
     engine: object = None  # fills shard folders: None = LocalFiller (this process);
@@ -148,7 +149,8 @@ def _params(manifest: IndexManifest):
 def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions,
                      fresh: bool) -> IndexManifest:
     max_train = opts.train_size or DEFAULT_MAX_TRAIN
-    params = params_for_spec(opts.index_spec, coll.num_rows, coll.dim, opts.max_memory, max_train)
+    params = replace(params_for_spec(opts.index_spec, coll.num_rows, coll.dim, opts.max_memory,
+                                     max_train), vector_dtype=opts.vectors)
     if (out / MANIFEST_NAME).exists():
         manifest = IndexManifest.load(out)
         if manifest.complete:
@@ -157,7 +159,8 @@ def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions,
         first = manifest.collections[0] if manifest.collections else {}
         if (first.get("path") != str(coll.path.resolve()) or first.get("rows") != coll.num_rows
                 or first.get("key", collection_key(coll)) != collection_key(coll)
-                or manifest.params.get("factory") != params.factory):
+                or manifest.params.get("factory") != params.factory
+                or vector_dtype_of(manifest) != params.vector_dtype):
             raise DataError("holds an unfinished build of another collection or index spec; "
                             "remove it or rerun with the same arguments", out)
         log.info("resuming the build in %s (%d shard(s) done)", out, len(manifest.shards))
@@ -222,7 +225,8 @@ def add_shards(coll: Collection, out: Path, manifest: IndexManifest, opts: Build
         jobs.append(ShardJob(number0 + s, bounds[s], bounds[s + 1],
                              row0 + bounds[s] - bounds[0], tmp))
     engine = opts.engine or LocalFiller()
-    filled = engine.fill(coll, jobs, out / "trained.index", renumber, mean, opts.batch_size, gpu)
+    filled = engine.fill(coll, jobs, out / "trained.index", renumber, mean, opts.batch_size, gpu,
+                         vector_dtype_of(manifest))
     for job, stats in filled:
         faiss_s += stats["faiss_seconds"]
         folder = out / shard_dir_name(job.number)

@@ -61,5 +61,6 @@ def describe_index(path: str | os.PathLike) -> dict:
         "fallback": m.params.get("fallback") or "",
         "index_bytes_per_vector": round(index_bytes / rows, 2),
         "vector_bytes_per_vector": round(vector_bytes / rows, 2),
+        "vector_dtype": m.params.get("vector_dtype", "float32"),
         "bytes": total,
     }

@@ -110,7 +110,7 @@ def erase_locked(writer, manifest: IndexManifest, face_ids: Iterable[int],
         old = m.shards[no]
         store = ShardStore(out / old.dir, old.row_offset, old.rows, m.dim)
         if keep_vectors:
-            erased_info["vectors"].append(np.asarray(store.vectors[local]))
+            erased_info["vectors"].append(np.asarray(store.vectors[local], np.float32))
             erased_info["face_ids"].extend(np.asarray(store.face_ids)[local].tolist())
             erased_info["sources"].extend(s for r in local if (s := store.source(int(r))))
             erased_info["names"].update(n for r in local if (n := store.identity(int(r))))

@@ -64,7 +64,7 @@ def _slice(b: EmbeddingBatch, a: int, z: int) -> EmbeddingBatch:
 def fill_shard(part: Collection, part_start: int, lo: int, hi: int, folder: Path,
                trained: Path, row0: int, renumber: int | None = None,
                mean: np.ndarray | None = None, batch_size: int = 65_536,
-               gpu: bool = False) -> dict:
+               gpu: bool = False, vector_dtype: str = "float32") -> dict:
     """Write the shard of collection rows [lo, hi) into the empty folder `folder`.
 
     part, part_start: from :func:`collection_range`. Returns {"rows", "faiss_seconds",
@@ -74,7 +74,7 @@ def fill_shard(part: Collection, part_start: int, lo: int, hi: int, folder: Path
 
     t0 = time.perf_counter()
     filesystem(folder).makedirs(folder)
-    writer = ShardStoreWriter(folder, hi - lo, part.dim)
+    writer = ShardStoreWriter(folder, hi - lo, part.dim, vector_dtype)
     index = read_index(trained)
     faiss_s = 0.0
     try:
@@ -119,8 +119,8 @@ class LocalFiller:
 
     def fill(self, coll: Collection, jobs: list[ShardJob], trained: Path,
              renumber: int | None, mean: np.ndarray | None, batch_size: int,
-             gpu: bool) -> Iterator[tuple[ShardJob, dict]]:
+             gpu: bool, vector_dtype: str = "float32") -> Iterator[tuple[ShardJob, dict]]:
         for job in jobs:
             part, start = collection_range(coll, job.lo, job.hi)
             yield job, fill_shard(part, start, job.lo, job.hi, job.folder, trained, job.row0,
-                                  renumber, mean, batch_size, gpu)
+                                  renumber, mean, batch_size, gpu, vector_dtype)

@@ -74,6 +74,7 @@ class IndexParams:
     pca_dim: int = 0
     hnsw_quantizer: bool = False
     keep_vectors: bool = True
+    vector_dtype: str = "float32"  # the exact re-rank vectors on disk (faceidx/index/store.py)
     code_bytes: float = 0.0
     ram_bytes_per_vector: float = 0.0
     fallback: str = ""

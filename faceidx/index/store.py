@@ -3,7 +3,9 @@
 A shard directory holds, row-aligned (row r of the shard = FAISS id row_offset + r):
 
     face_ids.npy          int64 (n,)        the collection's face ids
-    vectors.npy           float32 (n, D)    unit vectors, for exact re-ranking
+    vectors.npy           float32 (n, D)    unit vectors, for exact re-ranking (float16 when
+                                            built with --vectors float16: half the disk and
+                                            page cache; read back as float32)
     identity_codes.npy    int32 (n,)        index into the shard's identity names, -1 = none
     identity_names.bin    utf-8 bytes       concatenated names
     identity_offsets.npy  int64 (k+1,)      name i = bin[off[i]:off[i+1]]
@@ -31,6 +33,15 @@ import pyarrow.compute as pc
 
 from faceidx.errors import DataError
 from faceidx.io.fs import load_npy
+
+VECTOR_DTYPES = ("float32", "float16")
+
+
+def vector_dtype_of(manifest) -> str:
+    """The dtype an index stores its exact vectors in (IndexManifest or its JSON dict)."""
+    params = manifest.params if hasattr(manifest, "params") else manifest.get("params", {})
+    return params.get("vector_dtype", "float32")
+
 
 FILES = ("face_ids.npy", "vectors.npy", "identity_codes.npy", "identity_names.bin",
          "identity_offsets.npy", "sources.bin", "source_offsets.npy", "sorted_face_ids.npy",
@@ -72,12 +83,15 @@ class StringBlobWriter:
 class ShardStoreWriter:
     """Writes one shard's row store into `folder` (a temp dir the caller renames)."""
 
-    def __init__(self, folder: Path, rows: int, dim: int):
+    def __init__(self, folder: Path, rows: int, dim: int, vector_dtype: str = "float32"):
+        if vector_dtype not in VECTOR_DTYPES:
+            raise ValueError(f"vector dtype must be one of {', '.join(VECTOR_DTYPES)}, "
+                             f"got {vector_dtype!r}")
         self.folder = folder
         self.rows = rows
         self.filled = 0
         self.vectors = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+",
-                                                 dtype=np.float32, shape=(rows, dim))
+                                                 dtype=np.dtype(vector_dtype), shape=(rows, dim))
         self.face_ids = np.empty(rows, np.int64)
         self.codes = np.empty(rows, np.int32)
         self._names: dict[str, int] = {}
@@ -207,6 +221,9 @@ class ShardStore:
             if arr.dtype.kind != kind:
                 raise DataError(f"has dtype {arr.dtype}, expected {'integers' if kind == 'i' else 'floats'}",
                                 folder / name)
+        if self.vectors.dtype.name not in VECTOR_DTYPES:
+            raise DataError(f"has dtype {self.vectors.dtype}, expected float32 or float16",
+                            folder / "vectors.npy")
         if self.vectors.shape != (rows, dim):
             raise DataError(f"vectors have shape {self.vectors.shape}, expected {(rows, dim)}",
                             folder / "vectors.npy")
@@ -224,17 +241,19 @@ class ShardStore:
         """Yield (local row offset, float32 block) read with plain file I/O.
 
         Unlike slicing the memmap, this leaves no file pages mapped into the process,
-        so scanning every vector does not inflate the resident set.
+        so scanning every vector does not inflate the resident set. float16 files are
+        widened block by block.
         """
         dim = self.vectors.shape[1]
+        dtype = self.vectors.dtype
         with open(self.folder / "vectors.npy", "rb") as fh:
             for lo in range(0, self.rows, block_rows):
                 count = min(block_rows, self.rows - lo)
-                fh.seek(self.vectors.offset + lo * dim * 4)
-                block = np.fromfile(fh, dtype=np.float32, count=count * dim)
+                fh.seek(self.vectors.offset + lo * dim * dtype.itemsize)
+                block = np.fromfile(fh, dtype=dtype, count=count * dim)
                 if len(block) != count * dim:
                     raise DataError("vectors file is truncated", self.folder / "vectors.npy")
-                yield lo, block.reshape(count, dim)
+                yield lo, block.reshape(count, dim).astype(np.float32, copy=False)
 
     @property
     def live(self) -> int:
@@ -291,10 +310,10 @@ class RowStore:
         return shard, rows - self.starts[shard]
 
     def gather(self, rows: np.ndarray, what: str) -> np.ndarray:
-        """Gather `face_ids` or `vectors` for flat global `rows` (valid, >= 0)."""
+        """Gather `face_ids` or `vectors` (always float32) for flat global `rows` (valid, >= 0)."""
         rows = np.asarray(rows, np.int64)
         first = getattr(self.shards[0], what)
-        out = np.empty((len(rows),) + first.shape[1:], first.dtype)
+        out = np.empty((len(rows),) + first.shape[1:], np.float32 if what == "vectors" else first.dtype)
         order = np.argsort(rows)  # read each memory-mapped file in ascending order
         ordered = rows[order]
         cuts = np.searchsorted(ordered, self.starts)

@@ -140,7 +140,7 @@ class IndexWriter:
         """
         from faceidx.index.build import _count_identities
         from faceidx.index.faissio import prepare, read_index, write_index
-        from faceidx.index.store import ShardStoreWriter, identity_names_of
+        from faceidx.index.store import ShardStoreWriter, identity_names_of, vector_dtype_of
         from faceidx.io.atomic import sha256_file
 
         m = self.manifest()
@@ -175,7 +175,7 @@ class IndexWriter:
         folder = self.index_dir / shard_dir_name(number)
         tmp = staging_dir(self.index_dir, folder.name)
         rows = m.rows + np.arange(n, dtype=np.int64)
-        store = ShardStoreWriter(tmp, n, m.dim)
+        store = ShardStoreWriter(tmp, n, m.dim, vector_dtype_of(m))
         store.append(fids, np.asarray(identities, object), np.asarray(sources, object), x)
         store.finish()
         index = read_index(self.index_dir / "trained.index")

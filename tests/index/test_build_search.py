@@ -168,3 +168,44 @@ def test_search_in_blocks_bounds_memory(built, monkeypatch):
     blocked = reader.search(q, k=7, nprobe=8, k_factor=4)
     np.testing.assert_array_equal(whole[1], blocked[1])
     np.testing.assert_array_equal(whole[0], blocked[0])
+
+
+def test_float16_vectors_halve_the_disk_and_keep_the_answers(tmp_path, built):
+    root, x, labels = built
+    m = build_index(root / "c", tmp_path / "f16", opts(vectors="float16"))
+    assert m.params["vector_dtype"] == "float16"
+    f16, f32 = open_index(tmp_path / "f16"), open_index(root / "idx")
+    shard = f16.store.shards[0]
+    assert shard.vectors.dtype == np.float16
+    assert (tmp_path / "f16" / m.shards[0].dir / "vectors.npy").stat().st_size < \
+        0.51 * (root / "idx" / m.shards[0].dir / "vectors.npy").stat().st_size
+    lo, block = next(shard.vector_blocks(100))
+    assert lo == 0 and block.dtype == np.float32
+    np.testing.assert_allclose(block, f32.store.shards[0].vectors[:100], atol=1e-3)
+    q = x[::11]
+    s16, r16 = f16.search(q, k=5, nprobe=32, k_factor=20)
+    s32, r32 = f32.search(q, k=5, nprobe=32, k_factor=20)
+    assert np.mean(r16[:, 0] == r32[:, 0]) >= 0.99
+    assert np.abs(s16[:, 0] - s32[:, 0]).max() < 2e-3  # float16 rounding of the stored side
+    from faceidx.index.describe import describe_index
+    from faceidx.index.writer import open_writer
+
+    assert describe_index(tmp_path / "f16")["vector_dtype"] == "float16"
+    with open_writer(tmp_path / "f16") as w:  # enrolment writes float16 too
+        fids = w.add_arrays(x[:3] * -1, ["new", "new", "new"])
+        w.erase(face_ids=fids[:1])
+    again = open_index(tmp_path / "f16")
+    assert again.store.shards[-1].vectors.dtype == np.float16
+    assert again.lookup(fids)[0].tolist() == [None, "new", "new"]
+
+
+def test_a_resumed_build_keeps_its_vector_dtype(tmp_path, built):
+    root, _, _ = built
+    build_index(root / "c", tmp_path / "i", opts(vectors="float16"))
+    from faceidx.index.manifest import IndexManifest
+
+    m = IndexManifest.load(tmp_path / "i")
+    m.complete = False
+    m.save(tmp_path / "i")
+    with pytest.raises(DataError, match="another collection or index spec"):
+        build_index(root / "c", tmp_path / "i", opts())
