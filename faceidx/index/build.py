@@ -148,7 +148,8 @@ def _params(manifest: IndexManifest):
 
 def _start_or_resume(coll: Collection, out: Path, opts: BuildOptions,
                      fresh: bool) -> IndexManifest:
-    max_train = opts.train_size or DEFAULT_MAX_TRAIN
+    # a trained index made elsewhere needs no sample here: its list count is not lowered
+    max_train = opts.train_size or (coll.num_rows if opts.trained else DEFAULT_MAX_TRAIN)
     params = replace(params_for_spec(opts.index_spec, coll.num_rows, coll.dim, opts.max_memory,
                                      max_train), vector_dtype=opts.vectors)
     if (out / MANIFEST_NAME).exists():

@@ -209,3 +209,15 @@ def test_a_resumed_build_keeps_its_vector_dtype(tmp_path, built):
     m.save(tmp_path / "i")
     with pytest.raises(DataError, match="another collection or index spec"):
         build_index(root / "c", tmp_path / "i", opts())
+
+
+def test_a_trained_index_keeps_its_list_count_whatever_the_sample_cap(tmp_path, built, monkeypatch):
+    """A sample cap lowers the lists of an index trained here (too few points per
+    centroid), never those of one trained elsewhere: it needs no sample here."""
+    import faceidx.index.build as build_mod
+
+    root, _, _ = built
+    monkeypatch.setattr(build_mod, "DEFAULT_MAX_TRAIN", 300)  # 300 // 30 = 10 lists trainable
+    assert build_index(root / "c", tmp_path / "here", opts()).params["nlist"] < 32
+    m = build_index(root / "c", tmp_path / "there", opts(trained=root / "idx" / "trained.index"))
+    assert m.factory == IVF and m.params["nlist"] == 32
