@@ -150,29 +150,37 @@ def drop_self(rows: np.ndarray, qrows: np.ndarray, k: int) -> np.ndarray:
 
 
 def measure(reader, q, qrows, truth, ident, qident, nprobe, k_factor, k=10,
-            candidates: int = 0, exact_top=None, threshold=None) -> dict:
+            candidates: int = 0, exact_top=None, threshold=None, early=None) -> dict:
     """Recall and speed of reader at one setting (search rows: k+1 to drop self).
 
     Re-ranks max((k + 1) * k_factor, candidates) candidates, as the reader's search does
-    with its tuned `candidates` floor."""
+    with its tuned `candidates` floor; `early`: the tuned early-stop rule (the query's
+    own row does not settle it)."""
     unit = reader._check(q)
     n_cand = max((k + 1) * k_factor, candidates)
-    reader.search_rows(unit, k + 1, nprobe, n_cand)  # warm-up (page faults)
+
+    def run(a, b):
+        return reader.search_rows(unit[a:b], k + 1, nprobe, n_cand, early, qrows[a:b])
+
+    run(0, len(q))  # warm-up (page faults)
     batch = float("inf")
     for _ in range(REPEATS):  # best of REPEATS: the machine is shared and noisy
         t0 = time.perf_counter()
-        scores, rows = reader.search_rows(unit, k + 1, nprobe, n_cand)
+        scores, rows = run(0, len(q))
         batch = min(batch, time.perf_counter() - t0)
     lat = []
     for i in range(min(100, len(q))):
         t1 = time.perf_counter()
-        reader.search_rows(unit[i:i + 1], k + 1, nprobe, n_cand)
+        run(i, i + 1)
         lat.append(time.perf_counter() - t1)
     got = drop_self(rows, qrows, k)
     top = np.where(rows[:, 0] == qrows, scores[:, 1], scores[:, 0])
     out = {"nprobe": nprobe, "k_factor": k_factor, "candidates": n_cand}
+    if early:
+        out["early"] = early
     out.update(quality(got, top, truth, ident, qident, exact_top, threshold))
-    out.update({"qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3)})
+    out.update({"qps": round(len(q) / batch, 1), "single_query_ms": round(np.median(lat) * 1e3, 3),
+                "single_query_p99_ms": round(float(np.quantile(lat, 0.99)) * 1e3, 3)})
     return out
 
 
@@ -342,14 +350,17 @@ def bench_index(index_dir: Path, b: dict, args, ctx: dict, reader=None) -> list[
         parts = [int(x) for x in extra.split(":")]
         settings.add((parts[0], parts[1], parts[2] if len(parts) > 2 else 0))
 
+    early = m["search"].get("early")
+    runs = sorted((s, None) for s in settings) + ([(tuned, early)] if early else [])
+
     def sweep(reader, label: str, ram_bytes: int) -> list[dict]:
         out = []
-        for nprobe, k_factor, cand in sorted(settings):
+        for (nprobe, k_factor, cand), rule in runs:
             r = measure(reader, ctx["q"], ctx["qrows"], ctx["truth"], ctx["ident"], ctx["qident"],
                         nprobe, k_factor, candidates=cand, exact_top=ctx["exact_top"],
-                        threshold=ctx["threshold"])
+                        threshold=ctx["threshold"], early=rule)
             r.update({"bench": "index_search", "n": n, "index": label,
-                      "tuned": (nprobe, k_factor, cand) == tuned,
+                      "tuned": (nprobe, k_factor, cand) == tuned and rule == early,
                       "qps_vs_exact": round(r["qps"] / ctx["exact_qps"], 1),
                       "accuracy_gap_pt": round(100 * (ctx["exact_acc"] - r["rank1_identity_accuracy"]), 2),
                       "ram_bytes_per_vector": round(ram_bytes / n, 2)})
@@ -513,7 +524,11 @@ def plot(series: list[tuple[str, list]], exact_qps: float, path: Path, label: st
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (name, rows), marker in zip(series, "os^vDx<>", strict=False):
-        rows = sorted(rows, key=lambda r: (r.get("nprobe", r.get("ef", 0)), r.get("candidates", 0)))
+        for r in (r for r in rows if r.get("early")):  # the tuned early-stop rule: a star
+            ax.plot([r["qps"]], [r["rank1_identity_agreement"]], "*", ms=11,
+                    label=f"{name}, early stop {r['early']['nprobe']}/{r['nprobe']}")
+        rows = sorted((r for r in rows if not r.get("early")),
+                      key=lambda r: (r.get("nprobe", r.get("ef", 0)), r.get("candidates", 0)))
         ax.plot([r["qps"] for r in rows], [r["rank1_identity_agreement"] for r in rows],
                 marker + "-", label=name, ms=4)
         for r in rows:

@@ -51,6 +51,7 @@ def describe_index(path: str | os.PathLike) -> dict:
         "nprobe": m.search.get("nprobe"),
         "k_factor": m.search.get("k_factor"),
         "candidates": m.search.get("candidates"),
+        "early": m.search.get("early"),
         "tuned_agreement": tuning.get("agreement"),
         "tuned_decision_agreement": tuning.get("decision_agreement"),
         "tuned_target": tuning.get("target"),

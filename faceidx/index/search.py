@@ -148,12 +148,31 @@ class IndexReader:
         r[~np.isfinite(s)] = -1
         return _pad(s, r, k)
 
-    def search_rows(self, unit: np.ndarray, k: int, nprobe: int, n_cand: int):
+    def search_rows(self, unit: np.ndarray, k: int, nprobe: int, n_cand: int,
+                    early: dict | None = None, own_rows: np.ndarray | None = None):
         """(scores, rows) of the top-k for unit queries with n_cand re-ranked candidates.
 
-        Queries go in blocks so that the gathered candidate vectors stay within
-        RERANK_BUDGET bytes, whatever q * n_cand is.
+        early, {"nprobe": p, "accept": s} (query-adaptive probing, tuned by tune.py):
+        every query first probes p lists; those whose rank-1 exact score reaches s keep
+        that answer, the others are searched again with `nprobe` lists, so their answer
+        is the one-stage answer. own_rows (benchmarks and tuning): each query's own row,
+        not counted as its rank-1 when deciding.
         """
+        small = int(early["nprobe"]) if early else 0
+        if not 0 < small < nprobe:
+            return self._search_rows(unit, k, nprobe, n_cand)
+        scores, rows = self._search_rows(unit, k, small, n_cand)
+        top = scores[:, 0]
+        if own_rows is not None and k > 1:
+            top = np.where(rows[:, 0] == own_rows, scores[:, 1], top)
+        again = np.flatnonzero(~(top >= float(early["accept"])))
+        if len(again):
+            scores[again], rows[again] = self._search_rows(unit[again], k, nprobe, n_cand)
+        return scores, rows
+
+    def _search_rows(self, unit: np.ndarray, k: int, nprobe: int, n_cand: int):
+        """One-stage search_rows. Queries go in blocks so that the gathered candidate
+        vectors stay within RERANK_BUDGET bytes, whatever q * n_cand is."""
         n_cand = max(n_cand, k)
         step = max(1, RERANK_BUDGET // (n_cand * unit.shape[1] * 4))
         scores, rows = [], []
@@ -171,14 +190,18 @@ class IndexReader:
         Rows with fewer than k results are padded with score -inf and face id -1.
         nprobe / k_factor default to the values tuned at build time; at least the tuned
         `candidates` (manifest search defaults) are re-ranked whatever k and k_factor.
+        With the tuned nprobe, the tuned early stop (if any) applies too; an explicit
+        nprobe is searched as given.
         """
         if k < 1:
             raise ValueError("k must be >= 1")
         unit = self._check(queries)
-        nprobe = int(nprobe or self._manifest.search.get("nprobe", 1))
-        k_factor = int(k_factor or self._manifest.search.get("k_factor", 1))
-        n_cand = max(k * k_factor, int(self._manifest.search.get("candidates", 0)))
-        scores, rows = self.search_rows(unit, k, nprobe, n_cand)
+        defaults = self._manifest.search
+        early = defaults.get("early") if nprobe is None else None
+        nprobe = int(nprobe or defaults.get("nprobe", 1))
+        k_factor = int(k_factor or defaults.get("k_factor", 1))
+        n_cand = max(k * k_factor, int(defaults.get("candidates", 0)))
+        scores, rows = self.search_rows(unit, k, nprobe, n_cand, early)
         return scores, self.face_ids_of(rows)
 
     def face_ids_of(self, rows: np.ndarray) -> np.ndarray:

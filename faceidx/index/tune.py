@@ -230,6 +230,9 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
     if max_latency_ms is not None:
         chosen, latency = grid.within_latency(
             chosen, max_latency_ms, lambda g: single_query_ms(reader, unit, g["nprobe"], g["candidates"]))
+    early = None
+    if max_latency_ms is None and grid.meets(chosen):  # escalated queries take both stages
+        early = tune_early(reader, unit, query_rows, truth, grid, chosen, target)
     reader.store.release()
     if not grid.meets(chosen):
         log.warning("no setting%s reached rank-1 and decision agreement %.4f with exact search; "
@@ -238,17 +241,45 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
                     chosen["nprobe"], chosen["candidates"], chosen["agreement"],
                     chosen["decision_agreement"])
     manifest.search = {"nprobe": chosen["nprobe"], "k_factor": 1, "candidates": chosen["candidates"]}
+    if early:
+        manifest.search["early"] = {"nprobe": early["nprobe"], "accept": early["accept"]}
     manifest.tuning = {"target": target, "queries": len(unit), "agreement": chosen["agreement"],
                        "decision_agreement": chosen["decision_agreement"],
                        "decision_threshold": round(truth.threshold, 5), "fpir": FPIR,
                        "reached": grid.meets(chosen), "max_latency_ms": max_latency_ms,
                        "latency_ms": None if latency is None else round(latency, 3),
                        "ms_per_query": chosen["ms_per_query"],
-                       "exact_ms_per_query": round(exact_s * 1e3, 4), "grid": grid.rows}
+                       "exact_ms_per_query": round(exact_s * 1e3, 4), "grid": grid.rows,
+                       "early": early}
     log.info("search defaults: nprobe %d, %d candidates (rank-1 agreement %.4f, decisions %.4f "
              "on %d queries)", chosen["nprobe"], chosen["candidates"], chosen["agreement"],
              chosen["decision_agreement"], len(unit))
     return manifest.search
+
+
+def tune_early(reader, unit: np.ndarray, query_rows: np.ndarray, truth: Truth, grid: Grid,
+               chosen: dict, target: float) -> dict | None:
+    """The early-stop rule for the chosen setting (faceidx/index/early.py), or None."""
+    from faceidx.index.early import choose_early, outcomes, stage_one_nprobes
+
+    smalls = stage_one_nprobes([g["nprobe"] for g in grid.rows], chosen["nprobe"])
+    if not smalls:
+        return None
+    cand = chosen["candidates"]
+
+    def keys_of(rows):
+        return identity_keys(reader.store, rows)
+
+    full = outcomes(reader, unit, query_rows, chosen["nprobe"], cand, keys_of)
+    found = {p: outcomes(reader, unit, query_rows, p, cand, keys_of) for p in smalls}
+    rule = choose_early(truth, target, full, grid.cost(chosen["nprobe"], cand), found,
+                        {p: grid.cost(p, cand) for p in smalls},
+                        lambda keys, scores: decisions(keys, scores, truth.threshold))
+    if rule:
+        log.info("early stop: %d lists first, the rest when the rank-1 score < %.4f (%.1f%% of "
+                 "the sample; cost %.2f of one stage)", rule["nprobe"], rule["accept"],
+                 100 * rule["escalated"], rule["cost_ratio"])
+    return rule
 
 
 class Grid:
