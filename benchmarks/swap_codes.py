@@ -31,7 +31,8 @@ def main() -> None:
     from faceidx.index.train import make_index
     from faceidx.io import open_collection
 
-    source = ivf_of(read_index(args.trained))
+    trained = read_index(args.trained)  # referenced: ivf_of points inside it
+    source = ivf_of(trained)
     coll = open_collection(args.collection)
     index = make_index(args.factory, coll.dim)
     target = ivf_of(index)
