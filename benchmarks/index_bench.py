@@ -371,7 +371,8 @@ def bench_index(index_dir: Path, b: dict, args, ctx: dict, reader=None) -> list[
     layout = "merged" if m.get("merged") else f"{len(m['shards'])} shards"
     if m.get("merged"):
         ram = (index_dir / m["merged"]["file"]).stat().st_size
-    name = f"faceidx {m['factory']}"
+    dtype = m["params"].get("vector_dtype", "float32")
+    name = f"faceidx {m['factory']}" + ("" if dtype == "float32" else f", {dtype} vectors")
     rows = sweep(reader, f"{name} ({layout})", ram)
     if not args.merge or m.get("merged"):
         return [(name, rows)]
