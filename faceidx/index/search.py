@@ -152,16 +152,17 @@ class IndexReader:
                     early: dict | None = None, own_rows: np.ndarray | None = None):
         """(scores, rows) of the top-k for unit queries with n_cand re-ranked candidates.
 
-        early, {"nprobe": p, "accept": s} (query-adaptive probing, tuned by tune.py):
-        every query first probes p lists; those whose rank-1 exact score reaches s keep
-        that answer, the others are searched again with `nprobe` lists, so their answer
-        is the one-stage answer. own_rows (benchmarks and tuning): each query's own row,
+        early, {"nprobe": p, "candidates": c, "accept": s} (query-adaptive probing, tuned
+        by tune.py): every query first probes p lists and re-ranks c candidates (at least
+        k; n_cand when the rule has none); those whose rank-1 exact score reaches s keep
+        that answer, the others are searched again with `nprobe` lists and n_cand
+        candidates, so their answer is the one-stage answer. own_rows (benchmarks and tuning): each query's own row,
         not counted as its rank-1 when deciding.
         """
         small = int(early["nprobe"]) if early else 0
         if not 0 < small < nprobe:
             return self._search_rows(unit, k, nprobe, n_cand)
-        scores, rows = self._search_rows(unit, k, small, n_cand)
+        scores, rows = self._search_rows(unit, k, small, max(int(early.get("candidates", n_cand)), k))
         top = scores[:, 0]
         if own_rows is not None and k > 1:
             top = np.where(rows[:, 0] == own_rows, scores[:, 1], top)

@@ -242,7 +242,7 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
                     chosen["decision_agreement"])
     manifest.search = {"nprobe": chosen["nprobe"], "k_factor": 1, "candidates": chosen["candidates"]}
     if early:
-        manifest.search["early"] = {"nprobe": early["nprobe"], "accept": early["accept"]}
+        manifest.search["early"] = {k: early[k] for k in ("nprobe", "candidates", "accept")}
     manifest.tuning = {"target": target, "queries": len(unit), "agreement": chosen["agreement"],
                        "decision_agreement": chosen["decision_agreement"],
                        "decision_threshold": round(truth.threshold, 5), "fpir": FPIR,
@@ -260,9 +260,10 @@ def tune_search(index_dir: Path, manifest: IndexManifest, target: float = 0.995,
 def tune_early(reader, unit: np.ndarray, query_rows: np.ndarray, truth: Truth, grid: Grid,
                chosen: dict, target: float) -> dict | None:
     """The early-stop rule for the chosen setting (faceidx/index/early.py), or None."""
-    from faceidx.index.early import choose_early, outcomes, stage_one_nprobes
+    from faceidx.index.early import choose_early, outcomes, stage_one_candidates, stage_one_nprobes
 
-    smalls = stage_one_nprobes([g["nprobe"] for g in grid.rows], chosen["nprobe"])
+    smalls = [(p, c) for p in stage_one_nprobes([g["nprobe"] for g in grid.rows], chosen["nprobe"])
+              for c in stage_one_candidates(chosen["candidates"])]
     if not smalls:
         return None
     cand = chosen["candidates"]
@@ -271,14 +272,14 @@ def tune_early(reader, unit: np.ndarray, query_rows: np.ndarray, truth: Truth, g
         return identity_keys(reader.store, rows)
 
     full = outcomes(reader, unit, query_rows, chosen["nprobe"], cand, keys_of)
-    found = {p: outcomes(reader, unit, query_rows, p, cand, keys_of) for p in smalls}
+    found = {(p, c): outcomes(reader, unit, query_rows, p, c, keys_of) for p, c in smalls}
     rule = choose_early(truth, target, full, grid.cost(chosen["nprobe"], cand), found,
-                        {p: grid.cost(p, cand) for p in smalls},
+                        {(p, c): grid.cost(p, c) for p, c in smalls},
                         lambda keys, scores: decisions(keys, scores, truth.threshold))
     if rule:
-        log.info("early stop: %d lists first, the rest when the rank-1 score < %.4f (%.1f%% of "
-                 "the sample; cost %.2f of one stage)", rule["nprobe"], rule["accept"],
-                 100 * rule["escalated"], rule["cost_ratio"])
+        log.info("early stop: %d lists and %d candidates first, the rest when the rank-1 score "
+                 "< %.4f (%.1f%% of the sample; cost %.2f of one stage)", rule["nprobe"],
+                 rule["candidates"], rule["accept"], 100 * rule["escalated"], rule["cost_ratio"])
     return rule
 
 

@@ -27,10 +27,10 @@ def test_only_queries_below_the_accept_score_are_searched_again(built):  # noqa:
     root, x, _ = built
     reader = open_index(root / "idx")
     unit = reader._check(x[::9] + 0.3)  # held-out-like probes: scores spread below 1
-    small = reader.search_rows(unit, 5, 1, 40)
+    small = reader.search_rows(unit, 5, 1, 8)
     full = reader.search_rows(unit, 5, 32, 40)
     accept = float(np.median(small[0][:, 0]))
-    got = reader.search_rows(unit, 5, 32, 40, early={"nprobe": 1, "accept": accept})
+    got = reader.search_rows(unit, 5, 32, 40, early={"nprobe": 1, "candidates": 8, "accept": accept})
     kept = small[0][:, 0] >= accept
     assert 0 < kept.sum() < len(kept)
     np.testing.assert_array_equal(got[1][kept], small[1][kept])
@@ -61,9 +61,9 @@ def test_the_rule_escalates_the_low_scores_that_stage_one_gets_wrong():
     wrong = top < 0.7  # stage 1 errs only below 0.7 (40% of queries)
     keys_s = np.where(wrong, "other", truth.keys)
     full = (truth.keys.copy(), np.full(n, 0.9, np.float32))
-    rule = choose_early(truth, 0.995, full, 100.0, {8: (keys_s, top)}, {8: 20.0},
+    rule = choose_early(truth, 0.995, full, 100.0, {(8, 16): (keys_s, top)}, {(8, 16): 20.0},
                         lambda k, s: decisions(k, s, truth.threshold))
-    assert rule is not None and rule["nprobe"] == 8
+    assert rule is not None and (rule["nprobe"], rule["candidates"]) == (8, 16)
     assert rule["agreement"] >= 0.995 and rule["decision_agreement"] >= 0.995
     assert 0.69 <= rule["accept"] <= 0.72  # escalates what it must, plus the margin
     assert abs(rule["escalated"] - (np.mean(top < rule["accept"]))) < 1e-6
@@ -79,9 +79,33 @@ def test_no_rule_when_it_saves_too_little_or_cannot_reach_the_target():
     full = (truth.keys.copy(), np.full(n, 0.9, np.float32))
     decide = lambda k, s: decisions(k, s, truth.threshold)  # noqa: E731
     all_wrong = np.full(n, "other", object)
-    assert choose_early(truth, 0.995, full, 100.0, {8: (all_wrong, top)}, {8: 95.0}, decide) is None
+    assert choose_early(truth, 0.995, full, 100.0, {(8, 4): (all_wrong, top)}, {(8, 4): 95.0},
+                        decide) is None
     mostly_wrong = np.where(top < 0.99, "other", truth.keys)  # must escalate ~98%: no saving
-    assert choose_early(truth, 0.995, full, 100.0, {8: (mostly_wrong, top)}, {8: 20.0}, decide) is None
+    assert choose_early(truth, 0.995, full, 100.0, {(8, 4): (mostly_wrong, top)}, {(8, 4): 20.0},
+                        decide) is None
+
+
+def test_the_cheaper_of_two_passing_stage_one_settings_wins():
+    rng = np.random.default_rng(2)
+    n = 1000
+    truth = _truth(n, rng)
+    top = rng.uniform(0.5, 1.0, n).astype(np.float32)
+    full = (truth.keys.copy(), np.full(n, 0.9, np.float32))
+    right = (truth.keys.copy(), top)
+    decide = lambda k, s: decisions(k, s, truth.threshold)  # noqa: E731
+    rule = choose_early(truth, 0.995, full, 100.0, {(8, 64): right, (8, 16): right},
+                        {(8, 64): 30.0, (8, 16): 10.0}, decide)
+    assert (rule["nprobe"], rule["candidates"]) == (8, 16)
+    assert rule["escalated"] <= ACCEPT_MARGIN + 0.011  # stage 1 is always right here
+
+
+def test_stage_one_candidates_are_the_small_depths_and_the_full_one():
+    from faceidx.index.early import stage_one_candidates
+
+    assert stage_one_candidates(128) == [16, 32, 64, 128]
+    assert stage_one_candidates(20) == [16, 20]
+    assert stage_one_candidates(8) == [8]
 
 
 def test_stage_one_nprobes_are_the_largest_measured_below_half():
