@@ -161,8 +161,9 @@ def _report(index_dir: Path, as_json: bool) -> None:
     click.echo(f"{info['path']}: {info['rows']} faces, {info['identities']} identities, "
                f"{info['factory']}, nprobe {info['nprobe']}, k_factor {info['k_factor']}"
                + (f", {info['candidates']} candidates" if info.get("candidates") else "")
-               + (f", early stop after {info['early']['nprobe']} lists at score "
-                  f">= {info['early']['accept']:.4f}" if info.get("early") else "")
+               + (f", early stop after {info['early']['nprobe']} lists"
+                  f" ({info['early'].get('candidates', '-')} candidates) at score"
+                  f" >= {info['early']['accept']:.4f}" if info.get("early") else "")
                + f" (rank-1 agreement {info['tuned_agreement']}"
                + (f", decisions {info['tuned_decision_agreement']})"
                   if info.get("tuned_decision_agreement") is not None else ")"))
