@@ -71,13 +71,18 @@ def test_the_rule_escalates_the_low_scores_that_stage_one_gets_wrong():
     assert rule["cost_ratio"] == round((20 + rule["escalated"] * 100) / 100, 4)
 
 
-def test_no_rule_when_it_saves_too_little_or_cannot_reach_the_target():
-    rng = np.random.default_rng(1)
-    n = 1000
+def _case(seed: int, n: int = 1000):
+    """(truth, stage-1 scores, full-setting outcomes that are always right, decide)."""
+    rng = np.random.default_rng(seed)
     truth = _truth(n, rng)
     top = rng.uniform(0.5, 1.0, n).astype(np.float32)
     full = (truth.keys.copy(), np.full(n, 0.9, np.float32))
-    decide = lambda k, s: decisions(k, s, truth.threshold)  # noqa: E731
+    return truth, top, full, lambda k, s: decisions(k, s, truth.threshold)
+
+
+def test_no_rule_when_it_saves_too_little_or_cannot_reach_the_target():
+    truth, top, full, decide = _case(1)
+    n = len(top)
     all_wrong = np.full(n, "other", object)
     assert choose_early(truth, 0.995, full, 100.0, {(8, 4): (all_wrong, top)}, {(8, 4): 95.0},
                         decide) is None
@@ -87,13 +92,8 @@ def test_no_rule_when_it_saves_too_little_or_cannot_reach_the_target():
 
 
 def test_the_cheaper_of_two_passing_stage_one_settings_wins():
-    rng = np.random.default_rng(2)
-    n = 1000
-    truth = _truth(n, rng)
-    top = rng.uniform(0.5, 1.0, n).astype(np.float32)
-    full = (truth.keys.copy(), np.full(n, 0.9, np.float32))
+    truth, top, full, decide = _case(2)
     right = (truth.keys.copy(), top)
-    decide = lambda k, s: decisions(k, s, truth.threshold)  # noqa: E731
     rule = choose_early(truth, 0.995, full, 100.0, {(8, 64): right, (8, 16): right},
                         {(8, 64): 30.0, (8, 16): 10.0}, decide)
     assert (rule["nprobe"], rule["candidates"]) == (8, 16)
