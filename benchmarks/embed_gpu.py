@@ -37,10 +37,9 @@ def emit(obj: dict) -> None:
 def make_chips(out: Path, n: int, data: Path) -> None:
     """Save n LFW chips (dlib's pipeline) and dlib's raw descriptors of them to `out` (.npz)."""
     import dlib
+    import embed_speed  # the one place that cuts reference chips with dlib
 
     from faceidx.embedder.weights import dlib_resnet_path
-
-    import embed_speed  # the one place that cuts reference chips with dlib
 
     chips, source = embed_speed.reference_chips(n, data)
     reference = dlib.face_recognition_model_v1(str(dlib_resnet_path()))

@@ -45,9 +45,9 @@ def main() -> None:
     xt = r.parts[0].transform(unit)
     for nprobe in [int(x) for x in args.nprobes.split(",")]:
         if r.coarse is not None:
-            out[f"coarse_ms_nprobe{nprobe}"] = per_query_ms(lambda: r.coarse.assign(xt, nprobe), q)
-        out[f"candidates_ms_nprobe{nprobe}"] = per_query_ms(lambda: r.candidates(unit, c, nprobe), q)
-        out[f"search_ms_nprobe{nprobe}"] = per_query_ms(lambda: r.search_rows(unit, 11, nprobe, c), q)
+            out[f"coarse_ms_nprobe{nprobe}"] = per_query_ms(lambda p=nprobe: r.coarse.assign(xt, p), q)
+        out[f"candidates_ms_nprobe{nprobe}"] = per_query_ms(lambda p=nprobe: r.candidates(unit, c, p), q)
+        out[f"search_ms_nprobe{nprobe}"] = per_query_ms(lambda p=nprobe: r.search_rows(unit, 11, p, c), q)
     _, cand = r.candidates(unit, c, 32)
     out["rerank_ms"] = per_query_ms(lambda: r.rerank(unit, cand, 11), q)
     print(json.dumps(out))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from faceidx.index.manifest import IndexManifest
+from faceidx.index.store import vector_dtype_of
 
 
 def _dir_bytes(path: Path) -> int:
@@ -62,6 +63,6 @@ def describe_index(path: str | os.PathLike) -> dict:
         "fallback": m.params.get("fallback") or "",
         "index_bytes_per_vector": round(index_bytes / rows, 2),
         "vector_bytes_per_vector": round(vector_bytes / rows, 2),
-        "vector_dtype": m.params.get("vector_dtype", "float32"),
+        "vector_dtype": vector_dtype_of(m),
         "bytes": total,
     }

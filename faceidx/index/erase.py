@@ -301,3 +301,41 @@ def _has_text(store: ShardStore, rows: np.ndarray) -> np.ndarray:
     off = store.sources.offsets
     return np.asarray([bool(np.asarray(store.sources.blob[int(off[r]):int(off[r + 1])]).any())
                        for r in rows], bool)
+
+
+def own_collections(index_dir: Path) -> list[Path]:
+    """The collections `faceidx enrol` embedded for this index (see enrolled_folder)."""
+    from faceidx.index.manifest import enrolled_folder
+
+    folder = enrolled_folder(index_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(c for c in folder.iterdir() if (c / "collection.json").is_file())
+
+
+def erase_from_collection(collection, vectors: np.ndarray, names: set[str],
+                           sources: set[str]) -> int:
+    """Drop from `collection` the rows of erased faces: the same vector (cosine > 0.9999,
+    whatever face id it had there), a name no longer in the index, an erased source."""
+    from faceidx.io.rewrite import drop_rows
+
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    name_list, source_list = list(names), list(sources)
+
+    def drop(b) -> np.ndarray:
+        mask = np.zeros(len(b), bool)
+        if b.identities is not None and name_list:
+            mask |= np.isin(b.identities, name_list)
+        if b.sources is not None and source_list:
+            mask |= np.isin(b.sources, source_list)
+        if b.embeddings is not None and len(unit):
+            x = b.embeddings / np.maximum(np.linalg.norm(b.embeddings, axis=1, keepdims=True),
+                                          1e-12)
+            mask |= ((x @ unit.T.astype(x.dtype)) > 0.9999).any(axis=1)
+        return mask
+
+    def failed(path: str) -> bool:
+        parts = set(Path(path).parts)
+        return path in sources or bool(parts & names)
+
+    return drop_rows(collection, drop, failed)

@@ -85,13 +85,13 @@ def split_empty(centroids, counts, rng: np.random.Generator) -> int:
     The donor is drawn with probability proportional to its size among clusters of more
     than one point; both halves are nudged apart by SPLIT_EPS in alternating directions.
     """
+    import torch
+
     counts = counts.cpu().numpy().astype(np.float64)
     empty = np.flatnonzero(counts == 0)
     if not len(empty):
         return 0
     sign = np.where(np.arange(centroids.shape[1]) % 2 == 0, 1.0, -1.0).astype(np.float32)
-    import torch
-
     nudge = torch.from_numpy(sign).to(centroids.device) * SPLIT_EPS
     for ci in empty:
         weights = np.where(counts > 1, counts - 1, 0)

@@ -291,11 +291,11 @@ class IndexWriter:
         verify: then scan every file of the index (and collection) for what was erased;
         the report is under "verify" (``clean`` true when nothing is left).
         """
-        from faceidx.index.erase import erase_locked
+        from faceidx.index.erase import erase_from_collection, erase_locked, own_collections
 
         m = self.manifest()
         discard_pending(self.index_dir, m)
-        own = _own_collections(self.index_dir)
+        own = own_collections(self.index_dir)
         need = verify or collection is not None or bool(own)
         result = erase_locked(self, m, face_ids, identities, keep_vectors=need)
         if not need:
@@ -304,11 +304,11 @@ class IndexWriter:
         gone_names = set(erased["names"]) - set(_all_names(self.index_dir, self.manifest()))
         gone_sources = set(erased["sources"])
         if collection is not None:
-            result["collection_rows_removed"] = _erase_from_collection(
+            result["collection_rows_removed"] = erase_from_collection(
                 collection, erased["vectors"], gone_names, gone_sources)
         if own:  # `faceidx enrol`'s embedded copies hold the same faces: never leave them
             result["enrolled_rows_removed"] = sum(
-                _erase_from_collection(c, erased["vectors"], gone_names, gone_sources)
+                erase_from_collection(c, erased["vectors"], gone_names, gone_sources)
                 for c in own)
         if verify:
             from faceidx.index.erasure_scan import scan_for_traces
@@ -345,44 +345,6 @@ def _all_names(index_dir: Path, m: IndexManifest) -> set[str]:
     for s in m.shards:
         names.update(identity_names_of(index_dir / s.dir))
     return names
-
-
-def _own_collections(index_dir: Path) -> list[Path]:
-    """The collections `faceidx enrol` embedded for this index (see enrolled_folder)."""
-    from faceidx.index.manifest import enrolled_folder
-
-    folder = enrolled_folder(index_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(c for c in folder.iterdir() if (c / "collection.json").is_file())
-
-
-def _erase_from_collection(collection, vectors: np.ndarray, names: set[str],
-                           sources: set[str]) -> int:
-    """Drop from `collection` the rows of erased faces: the same vector (cosine > 0.9999,
-    whatever face id it had there), a name no longer in the index, an erased source."""
-    from faceidx.io.rewrite import drop_rows
-
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    name_list, source_list = list(names), list(sources)
-
-    def drop(b) -> np.ndarray:
-        mask = np.zeros(len(b), bool)
-        if b.identities is not None and name_list:
-            mask |= np.isin(b.identities, name_list)
-        if b.sources is not None and source_list:
-            mask |= np.isin(b.sources, source_list)
-        if b.embeddings is not None and len(unit):
-            x = b.embeddings / np.maximum(np.linalg.norm(b.embeddings, axis=1, keepdims=True),
-                                          1e-12)
-            mask |= ((x @ unit.T.astype(x.dtype)) > 0.9999).any(axis=1)
-        return mask
-
-    def failed(path: str) -> bool:
-        parts = set(Path(path).parts)
-        return path in sources or bool(parts & names)
-
-    return drop_rows(collection, drop, failed)
 
 
 def check_new_vectors(vectors: np.ndarray, dim: int, where: str | os.PathLike) -> np.ndarray:

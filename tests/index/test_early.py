@@ -118,8 +118,15 @@ def test_tune_early_finds_a_rule_when_the_full_setting_is_generous(built):  # no
     """Told to stop early from a search of all 32 lists (4 candidates; 0.97 agreement on
     this small coarse index, so the target is 0.96), the tuner finds that a few lists
     settle most queries."""
-    from faceidx.index.tune import (Grid, Truth, exact_top1_other, fpir_threshold, identity_keys,
-                                    search_cost, tune_early)
+    from faceidx.index.tune import (
+        Grid,
+        Truth,
+        exact_top1_other,
+        fpir_threshold,
+        identity_keys,
+        search_cost,
+        tune_early,
+    )
 
     root, _, _ = built
     reader = open_index(root / "idx")
